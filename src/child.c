@@ -1,0 +1,2 @@
+/* child.c */
+#include "child.h"

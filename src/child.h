@@ -1,0 +1,3 @@
+#ifndef MC_CHILD_H
+#define MC_CHILD_H
+#endif

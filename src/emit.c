@@ -1,0 +1,2 @@
+/* emit.c */
+#include "emit.h"

@@ -1,0 +1,3 @@
+#ifndef MC_HTTP_H
+#define MC_HTTP_H
+#endif

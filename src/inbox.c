@@ -1,0 +1,2 @@
+/* inbox.c */
+#include "inbox.h"

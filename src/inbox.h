@@ -1,0 +1,3 @@
+#ifndef MC_INBOX_H
+#define MC_INBOX_H
+#endif

@@ -1,0 +1,2 @@
+/* jqprog.c */
+#include "jqprog.h"

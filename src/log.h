@@ -1,0 +1,22 @@
+/* log.h: diagnostics on stderr, levels, text or JSON lines, secret redaction. */
+#ifndef MC_LOG_H
+#define MC_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LV_ERROR = 0, LV_WARN = 1, LV_INFO = 2, LV_DEBUG = 3 };
+
+/* verbosity: -1 quiet (errors only), 0 warnings+info, 1 debug. */
+void log_init(int verbosity, bool json);
+/* Every later log line has each occurrence of s replaced by "[redacted]". */
+void log_add_secret(const char *s);
+bool log_enabled(enum log_level lv);
+void log_msg(enum log_level lv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+_Noreturn void fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LV_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LV_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LV_INFO, __VA_ARGS__)
+#define log_debug(...) do { if (log_enabled(LV_DEBUG)) log_msg(LV_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

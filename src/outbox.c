@@ -1,0 +1,2 @@
+/* outbox.c */
+#include "outbox.h"

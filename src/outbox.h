@@ -1,0 +1,3 @@
+#ifndef MC_OUTBOX_H
+#define MC_OUTBOX_H
+#endif

@@ -1,0 +1,2 @@
+/* platform.c */
+#include "platform.h"

@@ -1,0 +1,3 @@
+#ifndef MC_PLATFORM_H
+#define MC_PLATFORM_H
+#endif

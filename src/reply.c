@@ -1,0 +1,2 @@
+/* reply.c */
+#include "reply.h"

@@ -1,0 +1,41 @@
+/* settings.h: the resolved configuration, filled by options.c, read everywhere else. */
+#ifndef MC_SETTINGS_H
+#define MC_SETTINGS_H
+
+#include <stdbool.h>
+#include <jv.h>
+
+enum exec_input { EXEC_INPUT_TEXT, EXEC_INPUT_JSON };
+
+struct settings {
+	char *workspace_id;       /* validated UUID */
+	char *api_url;            /* no trailing slash */
+	char *token;              /* secret: never logged; NULL when unset */
+	char *token_source;       /* "environment", "file", "option", "state" or NULL */
+	char *org_id;             /* NULL when unset */
+	char *state_dir;
+	double interval;          /* seconds between polls */
+	double heartbeat;         /* seconds between heartbeats */
+	long since_secs;          /* backlog replayed on a first start */
+	long max_inflight;
+	char *name;               /* agent card name */
+	jv agent_card;            /* object, always valid after option parsing */
+	char *filter;             /* jq program or NULL */
+	char *reply_filter;       /* jq program or NULL */
+	bool once;
+	long max_messages;        /* 0: no limit */
+	bool dry_run;
+	int verbosity;            /* -1 quiet, 0 normal, >= 1 verbose */
+	bool log_json;
+	double drain_timeout;     /* seconds */
+	bool allow_insecure_http;
+	/* Backends. */
+	char **command;           /* argv after "--", NULL-terminated, or NULL */
+	char *exec;               /* --exec shell command or NULL */
+	enum exec_input exec_input;
+	double exec_timeout;
+	long concurrency;
+	long restart_limit;
+};
+
+#endif

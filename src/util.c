@@ -1,0 +1,2 @@
+/* util.c */
+#include "util.h"

@@ -1,0 +1,40 @@
+/* util.h: allocation that dies on out-of-memory, UUIDs, clocks, growable buffers. */
+#ifndef MC_UTIL_H
+#define MC_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define UUID_LEN 36
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* True when s is a lower-case canonical UUID (8-4-4-4-12 hex digits). */
+bool uuid_valid(const char *s);
+/* Writes a new random (version 4) UUID and its NUL into out. */
+void uuid_new(char out[UUID_LEN + 1]);
+
+/* Monotonic milliseconds, for timers. */
+int64_t now_ms(void);
+
+/* Growable byte buffer; p is always NUL-terminated when non-NULL. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+void buf_append(struct buf *b, const void *data, size_t n);
+void buf_consume(struct buf *b, size_t n); /* drops n bytes from the front */
+void buf_free(struct buf *b);
+
+/* Strict number parsing for options: whole string, range-checked. 0 on success. */
+int parse_long(const char *s, long min, long max, long *out);
+/* Seconds with an optional fraction ("1", "0.25"); 0 on success. */
+int parse_seconds(const char *s, double min, double max, double *out);
+
+#endif
