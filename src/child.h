@@ -1,3 +1,34 @@
+/* child.h: handler processes: spawn with pipes, a clean environment, process
+ * groups, and reaping. */
 #ifndef MC_CHILD_H
 #define MC_CHILD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct proc {
+	pid_t pid;          /* 0: not running */
+	int to_fd;          /* its stdin, ours to write (non-blocking); -1 once closed */
+	int from_fd;        /* its stdout, ours to read (non-blocking); -1 once at EOF */
+	bool own_group;     /* leads its own process group: signals go to the group */
+	bool exited;
+	int status;         /* wait status once exited */
+	int64_t started_at; /* monotonic ms */
+};
+
+/* Starts argv (argv[0] searched in PATH) with pipes on stdin and stdout; stderr is
+ * shared with ours. The environment is ours without MOLECULE_WORKSPACE_TOKEN, plus
+ * extra_env ("NAME=value", NULL-terminated, may be NULL). Signal mask and
+ * dispositions are reset to defaults. 0, or -1 with *err set. */
+int proc_start(struct proc *p, char *const argv[], char *const extra_env[], bool own_group, char **err);
+/* Sends sig to the process, or its whole group when it leads one. */
+void proc_signal(struct proc *p, int sig);
+void proc_close_stdin(struct proc *p);
+void proc_close_stdout(struct proc *p);
+/* Reaps any exited child without waiting: returns its pid and status, or 0. */
+pid_t proc_reap(int *status);
+/* "exit status 3", "killed by signal 9 (Killed)": caller frees. */
+char *proc_describe(int status);
+
 #endif

@@ -1,2 +1,352 @@
-/* http.c */
+/* http.c: libcurl multi plumbing: one request type, retries, Retry-After, caps. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <ctype.h>
+#include <time.h>
 #include "http.h"
+#include "log.h"
+#include "util.h"
+
+/* An answer larger than this is refused: a hostile or broken platform must not
+ * be able to make the bridge allocate without bound. */
+#define MAX_ANSWER (64u << 20)
+#define CONNECT_TIMEOUT_MS 10000L
+#define TRANSFER_TIMEOUT_MS 60000L
+
+struct http_req {
+	struct http_req *next, *prev;
+	struct http *h;
+	CURL *easy;               /* NULL while waiting to (re)start */
+	struct curl_slist *headers;
+	char *method, *url, *body;
+	size_t body_len;
+	bool as_workspace;
+	int attempts, max_attempts;
+	int64_t start_at;
+	http_retry_fn retry;
+	http_done_fn done;
+	void *ctx;
+	struct buf answer;
+	bool too_large;
+	long retry_after_s;       /* from the last answer, -1 when absent */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct http {
+	CURLM *multi;
+	char *api_url, *workspace_id, *org_id;
+	char *auth_header;        /* "Authorization: Bearer ..." or NULL */
+	struct http_req *reqs;    /* every request not yet finished */
+	int count;
+	int64_t paused_until;
+};
+
+static void req_unlink(struct http *h, struct http_req *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		h->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	h->count--;
+}
+
+static void req_free(struct http_req *r)
+{
+	if (r->easy) {
+		curl_multi_remove_handle(r->h->multi, r->easy);
+		curl_easy_cleanup(r->easy);
+	}
+	curl_slist_free_all(r->headers);
+	free(r->method);
+	free(r->url);
+	free(r->body);
+	buf_free(&r->answer);
+	free(r);
+}
+
+struct http *http_new(const char *api_url, const char *workspace_id, const char *org_id)
+{
+	struct http *h = xcalloc(1, sizeof *h);
+	h->multi = curl_multi_init();
+	if (!h->multi)
+		fatal(1, "cannot initialise libcurl");
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	h->api_url = xstrdup(api_url);
+	h->workspace_id = xstrdup(workspace_id);
+	h->org_id = org_id ? xstrdup(org_id) : NULL;
+	return h;
+}
+
+void http_free(struct http *h)
+{
+	if (!h)
+		return;
+	while (h->reqs) {
+		struct http_req *r = h->reqs;
+		req_unlink(h, r);
+		req_free(r);
+	}
+	curl_multi_cleanup(h->multi);
+	free(h->api_url);
+	free(h->workspace_id);
+	free(h->org_id);
+	if (h->auth_header) {
+		/* The header holds the token: do not leave it in freed memory. */
+		memset(h->auth_header, 0, strlen(h->auth_header));
+		free(h->auth_header);
+	}
+	free(h);
+}
+
+void http_set_token(struct http *h, const char *token)
+{
+	if (h->auth_header) {
+		memset(h->auth_header, 0, strlen(h->auth_header));
+		free(h->auth_header);
+	}
+	h->auth_header = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+}
+
+CURLM *http_multi(struct http *h) { return h->multi; }
+int http_pending(struct http *h) { return h->count; }
+int64_t http_paused_until(struct http *h) { return h->paused_until; }
+
+int64_t backoff_ms(int attempt, int64_t base, int64_t cap)
+{
+	int64_t d = base;
+	for (int i = 1; i < attempt && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	/* Jitter of +-25% so a fleet of bridges does not retry in lock-step. */
+	int64_t span = d / 2;
+	if (span > 0)
+		d = d - span / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(span + 1));
+	return d < 1 ? 1 : d;
+}
+
+bool http_transient(const struct http_resp *r)
+{
+	return r->status == 0 || r->status == 408 || r->status == 429 || r->status >= 500;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+	struct http_req *r = userp;
+	size_t len = size * n;
+	if (r->answer.len + len > MAX_ANSWER) {
+		r->too_large = true;
+		return 0; /* aborts the transfer */
+	}
+	buf_append(&r->answer, data, len);
+	return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+	struct http_req *r = userp;
+	size_t len = size * n;
+	static const char name[] = "retry-after:";
+	if (len > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
+		const char *p = data + sizeof name - 1;
+		while (p < data + len && (*p == ' ' || *p == '\t'))
+			p++;
+		long v = 0;
+		bool digits = false;
+		while (p < data + len && isdigit((unsigned char)*p) && v < 86400) {
+			v = v * 10 + (*p++ - '0');
+			digits = true;
+		}
+		/* Only delta-seconds: an HTTP-date falls back to our own backoff. */
+		if (digits)
+			r->retry_after_s = v > 3600 ? 3600 : v;
+	}
+	return len;
+}
+
+static void req_launch(struct http *h, struct http_req *r)
+{
+	CURL *e = curl_easy_init();
+	if (!e)
+		fatal(1, "cannot create a libcurl handle");
+	r->easy = e;
+	r->attempts++;
+	r->too_large = false;
+	r->retry_after_s = -1;
+	r->errbuf[0] = '\0';
+	r->answer.len = 0;
+	if (r->answer.p)
+		r->answer.p[0] = '\0';
+
+	if (!r->headers) {
+		struct curl_slist *hd = NULL;
+		if (h->auth_header)
+			hd = curl_slist_append(hd, h->auth_header);
+		if (r->body)
+			hd = curl_slist_append(hd, "Content-Type: application/json");
+		hd = curl_slist_append(hd, "Accept: application/json");
+		/* No "Expect: 100-continue" round trip before larger bodies. */
+		hd = curl_slist_append(hd, "Expect:");
+		if (r->as_workspace) {
+			char *x = xasprintf("X-Workspace-ID: %s", h->workspace_id);
+			hd = curl_slist_append(hd, x);
+			free(x);
+		}
+		if (h->org_id) {
+			char *x = xasprintf("X-Molecule-Org-Id: %s", h->org_id);
+			hd = curl_slist_append(hd, x);
+			free(x);
+		}
+		r->headers = hd;
+	}
+	curl_easy_setopt(e, CURLOPT_URL, r->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, TRANSFER_TIMEOUT_MS);
+	/* A server that dribbles its answer is cut off instead of holding a slot. */
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 16L);
+	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 15L);
+	/* Never follow a redirect: the token must not travel to another host. */
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (r->body) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+	} else if (strcmp(r->method, "GET") != 0) {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+	}
+	CURLMcode mc = curl_multi_add_handle(h->multi, e);
+	if (mc != CURLM_OK)
+		fatal(1, "libcurl: %s", curl_multi_strerror(mc));
+}
+
+struct http_req *http_start(struct http *h, const struct http_opts *o)
+{
+	struct http_req *r = xcalloc(1, sizeof *r);
+	r->h = h;
+	r->method = xstrdup(o->method);
+	r->url = xasprintf("%s%s", h->api_url, o->path);
+	if (o->body) {
+		r->body = xmalloc(o->body_len + 1);
+		memcpy(r->body, o->body, o->body_len);
+		r->body[o->body_len] = '\0';
+		r->body_len = o->body_len;
+	}
+	r->as_workspace = o->as_workspace;
+	r->max_attempts = o->max_attempts;
+	r->retry = o->retry ? o->retry : http_transient;
+	r->done = o->done;
+	r->ctx = o->ctx;
+	r->start_at = 0; /* as soon as the pause (if any) allows */
+	r->next = h->reqs;
+	if (h->reqs)
+		h->reqs->prev = r;
+	h->reqs = r;
+	h->count++;
+	return r;
+}
+
+void http_cancel(struct http *h, struct http_req *r)
+{
+	if (!r)
+		return;
+	req_unlink(h, r);
+	req_free(r);
+}
+
+int64_t http_next_due(struct http *h, int64_t now)
+{
+	int64_t best = -1;
+	for (struct http_req *r = h->reqs; r; r = r->next) {
+		if (r->easy)
+			continue;
+		int64_t at = r->start_at > h->paused_until ? r->start_at : h->paused_until;
+		int64_t d = at > now ? at - now : 0;
+		if (best < 0 || d < best)
+			best = d;
+	}
+	return best;
+}
+
+static void finish(struct http *h, struct http_req *r, CURLcode cc)
+{
+	struct http_resp resp = { 0 };
+	long status = 0;
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	resp.status = status;
+	resp.body = r->answer.p ? r->answer.p : "";
+	resp.len = r->answer.len;
+	resp.attempts = r->attempts;
+	if (r->too_large)
+		resp.error = "answer larger than 64 MiB";
+	else if (cc != CURLE_OK)
+		resp.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc);
+	curl_multi_remove_handle(h->multi, r->easy);
+	curl_easy_cleanup(r->easy);
+	r->easy = NULL;
+
+	int64_t now = now_ms();
+	if (status == 429 || (status == 503 && r->retry_after_s >= 0)) {
+		/* The platform's rate limit is per client: everything waits. */
+		int64_t wait = r->retry_after_s >= 0 ? r->retry_after_s * 1000 : 1000;
+		if (status == 429 && now + wait > h->paused_until)
+			h->paused_until = now + wait;
+		if (status == 503)
+			r->start_at = now + wait;
+	}
+	bool again = r->retry(&resp) && (r->max_attempts == 0 || r->attempts < r->max_attempts);
+	if (again) {
+		int64_t delay = backoff_ms(r->attempts, 250, 30000);
+		if (r->retry_after_s >= 0 && r->retry_after_s * 1000 > delay)
+			delay = r->retry_after_s * 1000;
+		r->start_at = now + delay;
+		if (status)
+			log_debug("%s %s: HTTP %ld, attempt %d, retrying in %lld ms", r->method, r->url,
+				  status, r->attempts, (long long)delay);
+		else
+			log_debug("%s %s: %s, attempt %d, retrying in %lld ms", r->method, r->url,
+				  resp.error, r->attempts, (long long)delay);
+		return;
+	}
+	req_unlink(h, r);
+	if (r->done)
+		r->done(r->ctx, &resp);
+	req_free(r);
+}
+
+void http_process(struct http *h, int64_t now)
+{
+	if (now >= h->paused_until) {
+		for (struct http_req *r = h->reqs; r; r = r->next)
+			if (!r->easy && r->start_at <= now)
+				req_launch(h, r);
+	}
+	int running = 0;
+	curl_multi_perform(h->multi, &running);
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(h->multi, &left))) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		struct http_req *r = NULL;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		/* finish() may call back into http_start: the message list stays valid. */
+		finish(h, r, m->data.result);
+	}
+}

@@ -1,3 +1,60 @@
+/* http.h: libcurl multi plumbing: one request type, retries with backoff and
+ * jitter, Retry-After, a global pause after 429, bounded answers. */
 #ifndef MC_HTTP_H
 #define MC_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <curl/curl.h>
+
+struct http;
+
+struct http_resp {
+	long status;          /* 0: no answer (network error, timeout, too large) */
+	const char *body;     /* NUL-terminated, may be empty */
+	size_t len;
+	const char *error;    /* what went wrong when status == 0 */
+	int attempts;
+};
+
+typedef void (*http_done_fn)(void *ctx, const struct http_resp *r);
+/* Decides whether an answer is worth another attempt. NULL: http_transient. */
+typedef bool (*http_retry_fn)(const struct http_resp *r);
+
+struct http_opts {
+	const char *method;       /* "GET" or "POST" */
+	const char *path;         /* appended to the API URL; caller keeps it valid only for the call */
+	const char *body;         /* POST body (copied), NULL for none */
+	size_t body_len;
+	bool as_workspace;        /* adds X-Workspace-ID: <own id> */
+	int max_attempts;         /* 0: until it succeeds or is cancelled */
+	http_retry_fn retry;      /* NULL: network errors, 408, 429, 5xx */
+	http_done_fn done;
+	void *ctx;
+};
+
+struct http *http_new(const char *api_url, const char *workspace_id, const char *org_id);
+void http_free(struct http *h);
+/* The bearer token used from now on (copied; NULL removes the header). */
+void http_set_token(struct http *h, const char *token);
+
+/* Queues a request; returns a handle valid until done is called or it is cancelled. */
+struct http_req *http_start(struct http *h, const struct http_opts *o);
+void http_cancel(struct http *h, struct http_req *r);
+
+bool http_transient(const struct http_resp *r);
+/* Milliseconds until the next retry is due (-1: none waiting). */
+int64_t http_next_due(struct http *h, int64_t now);
+/* Starts due requests, drives transfers, calls done callbacks. */
+void http_process(struct http *h, int64_t now);
+CURLM *http_multi(struct http *h);
+/* Requests not yet finished (queued, waiting to retry or running). */
+int http_pending(struct http *h);
+/* Retry-After in effect: the whole client waits until then (monotonic ms). */
+int64_t http_paused_until(struct http *h);
+
+/* Backoff for attempt n (1-based): min(cap, base * 2^(n-1)) with +-25% jitter. */
+int64_t backoff_ms(int attempt, int64_t base, int64_t cap);
+
 #endif

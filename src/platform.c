@@ -1,2 +1,213 @@
-/* platform.c */
+/* platform.c: request bodies, paths and answer classification for CONTRACT.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "platform.h"
+#include "http.h"
+#include "reply.h"
+#include "util.h"
+
+static char *dump(jv v)
+{
+	jv s = jv_dump_string(v, 0);
+	char *out = xstrdup(jv_string_value(s));
+	jv_free(s);
+	return out;
+}
+
+char *platform_register_body(const char *ws, jv card)
+{
+	jv o = jv_object();
+	o = jv_object_set(o, jv_string("id"), jv_string(ws));
+	o = jv_object_set(o, jv_string("agent_card"), jv_copy(card));
+	o = jv_object_set(o, jv_string("delivery_mode"), jv_string("poll"));
+	return dump(o);
+}
+
+char *platform_heartbeat_body(const char *ws, const struct heartbeat_info *hb)
+{
+	/* Integers are printed by hand: jv numbers are doubles and the platform
+	 * rejects "3.0" where it wants an integer. runtime_state is never sent:
+	 * any value but "" keeps a degraded workspace from recovering. */
+	jv o = jv_object();
+	o = jv_object_set(o, jv_string("workspace_id"), jv_string(ws));
+	if (hb->sample_error)
+		o = jv_object_set(o, jv_string("sample_error"), jv_string(hb->sample_error));
+	if (hb->current_task)
+		o = jv_object_set(o, jv_string("current_task"), jv_string(hb->current_task));
+	char *rest = dump(o);
+	double er = hb->error_rate;
+	if (!(er >= 0))
+		er = 0;
+	if (er > 1)
+		er = 1;
+	/* rest is "{...}": splice the numbers in front of its fields. */
+	char *out = xasprintf("{\"uptime_seconds\":%lld,\"active_tasks\":%ld,\"error_rate\":%.4f,%s",
+			      hb->uptime_seconds, hb->active_tasks, er, rest + 1);
+	free(rest);
+	return out;
+}
+
+char *platform_activity_path(const char *ws, const char *since_id, long since_secs, long limit)
+{
+	if (since_id && *since_id)
+		return xasprintf("/workspaces/%s/activity?type=a2a_receive&limit=%ld&since_id=%s",
+				 ws, limit, since_id);
+	return xasprintf("/workspaces/%s/activity?type=a2a_receive&limit=%ld&since_secs=%ld",
+			 ws, limit, since_secs);
+}
+
+char *platform_a2a_body(jv parts, const char *context_id, const char *task_id)
+{
+	char rpc_id[UUID_LEN + 1], msg_id[UUID_LEN + 1];
+	uuid_new(rpc_id);
+	uuid_new(msg_id);
+	jv m = jv_object();
+	m = jv_object_set(m, jv_string("role"), jv_string("agent"));
+	m = jv_object_set(m, jv_string("messageId"), jv_string(msg_id));
+	m = jv_object_set(m, jv_string("parts"), parts);
+	if (context_id)
+		m = jv_object_set(m, jv_string("contextId"), jv_string(context_id));
+	if (task_id)
+		m = jv_object_set(m, jv_string("taskId"), jv_string(task_id));
+	jv o = jv_object();
+	o = jv_object_set(o, jv_string("jsonrpc"), jv_string("2.0"));
+	o = jv_object_set(o, jv_string("id"), jv_string(rpc_id));
+	o = jv_object_set(o, jv_string("method"), jv_string("message/send"));
+	o = jv_object_set(o, jv_string("params"), jv_object_set(jv_object(), jv_string("message"), m));
+	return dump(o);
+}
+
+static const char *part_kind(jv part)
+{
+	jv k = jv_object_get(jv_copy(part), jv_string("kind"));
+	if (jv_get_kind(k) != JV_KIND_STRING) {
+		jv_free(k);
+		k = jv_object_get(jv_copy(part), jv_string("type"));
+	}
+	const char *out = NULL;
+	if (jv_get_kind(k) == JV_KIND_STRING) {
+		const char *s = jv_string_value(k);
+		out = strcmp(s, "text") == 0 ? "text" : strcmp(s, "file") == 0 ? "file"
+			: strcmp(s, "data") == 0 ? "data" : "other";
+	}
+	jv_free(k);
+	return out;
+}
+
+char *platform_notify_body(jv parts)
+{
+	/* The canvas takes text plus attachments: text parts are joined, file
+	 * parts become attachments, data parts are shown as JSON text. */
+	struct buf text = { 0 };
+	jv att = jv_array();
+	if (jv_get_kind(parts) == JV_KIND_ARRAY) {
+		int n = jv_array_length(jv_copy(parts));
+		for (int i = 0; i < n; i++) {
+			jv p = jv_array_get(jv_copy(parts), i);
+			const char *k = jv_get_kind(p) == JV_KIND_OBJECT ? part_kind(p) : NULL;
+			if (k && strcmp(k, "text") == 0) {
+				jv t = jv_object_get(jv_copy(p), jv_string("text"));
+				if (jv_get_kind(t) == JV_KIND_STRING) {
+					if (text.len)
+						buf_append(&text, "\n", 1);
+					buf_append(&text, jv_string_value(t), (size_t)jv_string_length_bytes(jv_copy(t)));
+				}
+				jv_free(t);
+			} else if (k && strcmp(k, "file") == 0) {
+				jv f = jv_object_get(jv_copy(p), jv_string("file"));
+				if (jv_get_kind(f) == JV_KIND_OBJECT) {
+					jv a = jv_object();
+					static const char *keys[] = { "uri", "name", "mimeType", "size" };
+					for (size_t j = 0; j < sizeof keys / sizeof *keys; j++) {
+						jv v = jv_object_get(jv_copy(f), jv_string(keys[j]));
+						if (jv_is_valid(v) && jv_get_kind(v) != JV_KIND_NULL)
+							a = jv_object_set(a, jv_string(keys[j]), v);
+						else
+							jv_free(v);
+					}
+					att = jv_array_append(att, a);
+				}
+				jv_free(f);
+			} else if (k && strcmp(k, "data") == 0) {
+				jv d = jv_object_get(jv_copy(p), jv_string("data"));
+				jv s = jv_dump_string(d, 0);
+				if (text.len)
+					buf_append(&text, "\n", 1);
+				buf_append(&text, jv_string_value(s), strlen(jv_string_value(s)));
+				jv_free(s);
+			}
+			jv_free(p);
+		}
+	}
+	jv_free(parts);
+	jv o = jv_object();
+	/* The platform refuses an empty message; an attachment-only reply says so. */
+	o = jv_object_set(o, jv_string("message"),
+			  jv_string(text.len ? text.p : (jv_array_length(jv_copy(att)) ? "(attachment)" : "(empty reply)")));
+	if (jv_array_length(jv_copy(att)) > 0)
+		o = jv_object_set(o, jv_string("attachments"), att);
+	else
+		jv_free(att);
+	buf_free(&text);
+	return dump(o);
+}
+
+jv platform_parse_rows(const char *body, size_t len)
+{
+	if (len > (size_t)0x7fffffff)
+		return jv_invalid_with_msg(jv_string("activity answer too large"));
+	jv v = jv_parse_sized(body, (int)len);
+	if (!jv_is_valid(v)) {
+		jv msg = jv_invalid_get_msg(v);
+		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is not JSON (%s)",
+			jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "parse error"));
+		jv_free(msg);
+		return out;
+	}
+	if (jv_get_kind(v) != JV_KIND_ARRAY) {
+		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is a JSON %s, not an array",
+							   jv_kind_name(jv_get_kind(v))));
+		jv_free(v);
+		return out;
+	}
+	return v;
+}
+
+char *platform_describe(const struct http_resp *r)
+{
+	if (r->status == 0)
+		return xstrdup(r->error ? r->error : "no answer");
+	/* Prefer the platform's own {"error": "..."} text, short and on one line. */
+	char *detail = NULL;
+	if (r->len > 0 && r->len < 65536) {
+		jv v = jv_parse_sized(r->body, (int)r->len);
+		if (jv_get_kind(v) == JV_KIND_OBJECT) {
+			jv e = jv_object_get(jv_copy(v), jv_string("error"));
+			if (jv_get_kind(e) == JV_KIND_STRING)
+				detail = xstrndup(jv_string_value(e), 200);
+			jv_free(e);
+		}
+		jv_free(v);
+	}
+	char *out = detail ? xasprintf("HTTP %ld: %s", r->status, detail)
+			   : xasprintf("HTTP %ld", r->status);
+	free(detail);
+	return out;
+}
+
+char *platform_adopted_token(const char *body, size_t len)
+{
+	if (len == 0 || len > 65536)
+		return NULL;
+	jv v = jv_parse_sized(body, (int)len);
+	char *tok = NULL;
+	if (jv_get_kind(v) == JV_KIND_OBJECT) {
+		jv t = jv_object_get(jv_copy(v), jv_string("auth_token"));
+		if (jv_get_kind(t) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(t)) > 0)
+			tok = xstrdup(jv_string_value(t));
+		jv_free(t);
+	}
+	jv_free(v);
+	return tok;
+}
