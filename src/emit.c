@@ -1,2 +1,307 @@
-/* emit.c */
+/* emit.c: activity rows to message lines, their order, and the non-blocking output channel. */
+#include <config.h>
+
 #include "emit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "reply.h"
+
+/* ---- rows to messages ------------------------------------------------- */
+
+/* obj[key] (obj not consumed); null when obj is not an object or lacks key,
+ * so a path through odd data simply ends in null. */
+static jv field(jv obj, const char *key)
+{
+	if (jv_get_kind(obj) != JV_KIND_OBJECT)
+		return jv_null();
+	jv v = jv_object_get(jv_copy(obj), jv_string(key));
+	if (!jv_is_valid(v)) {
+		jv_free(v);
+		return jv_null();
+	}
+	return v;
+}
+
+static jv string_or_null(jv v /* consumed */)
+{
+	if (jv_get_kind(v) == JV_KIND_STRING)
+		return v;
+	jv_free(v);
+	return jv_null();
+}
+
+/* Exactly a UUID string: also rejects a valid UUID followed by a NUL and junk,
+ * since ids end up in URLs and file names. */
+static bool jv_is_uuid(jv v /* not consumed */)
+{
+	return jv_get_kind(v) == JV_KIND_STRING
+		&& jv_string_length_bytes(jv_copy(v)) == UUID_LEN
+		&& uuid_valid(jv_string_value(v));
+}
+
+/* A short printable rendering of a bad value for an error message. */
+static jv describe(jv v /* not consumed */)
+{
+	char tmp[64];
+	jv_dump_string_trunc(jv_copy(v), tmp, sizeof tmp);
+	return jv_string(tmp);
+}
+
+jv message_from_row(jv row, const char *own_id)
+{
+	if (jv_get_kind(row) != JV_KIND_OBJECT) {
+		jv_free(row);
+		return jv_invalid_with_msg(jv_string("activity row is not a JSON object"));
+	}
+	jv id = field(row, "id");
+	if (!jv_is_uuid(id)) {
+		jv d = describe(id);
+		jv msg = jv_string_fmt("activity row id is not a UUID: %s", jv_string_value(d));
+		jv_free(d);
+		jv_free(id);
+		jv_free(row);
+		return jv_invalid_with_msg(msg);
+	}
+	jv source = field(row, "source_id");
+	if (jv_get_kind(source) != JV_KIND_NULL && !jv_is_uuid(source)) {
+		jv d = describe(source);
+		jv msg = jv_string_fmt("activity row %s: source_id is neither a UUID nor null: %s",
+			jv_string_value(id), jv_string_value(d));
+		jv_free(d);
+		jv_free(source);
+		jv_free(id);
+		jv_free(row);
+		return jv_invalid_with_msg(msg);
+	}
+	bool canvas = jv_get_kind(source) == JV_KIND_NULL;
+
+	/* request_body is absent when the platform has none; keep whatever is
+	 * there, even if it is not an object, since nothing sent is dropped. */
+	jv request = field(row, "request_body");
+	jv params = field(request, "params");
+	jv message = field(params, "message");
+	jv parts = field(message, "parts");
+	if (jv_get_kind(parts) != JV_KIND_ARRAY) {
+		jv_free(parts);
+		parts = jv_array();
+	}
+
+	/* Built key by key: jv objects keep insertion order, which fixes the
+	 * order of the keys on the output line. */
+	jv out = jv_object();
+	out = jv_object_set(out, jv_string("id"), id);
+	out = jv_object_set(out, jv_string("workspace_id"), own_id ? jv_string(own_id) : jv_null());
+	out = jv_object_set(out, jv_string("source_id"), source);
+	out = jv_object_set(out, jv_string("origin"), jv_string(canvas ? "canvas" : "agent"));
+	out = jv_object_set(out, jv_string("method"), string_or_null(field(row, "method")));
+	out = jv_object_set(out, jv_string("text"), parts_text_jv(parts));
+	out = jv_object_set(out, jv_string("parts"), parts);
+	out = jv_object_set(out, jv_string("message_id"), string_or_null(field(message, "messageId")));
+	out = jv_object_set(out, jv_string("context_id"), string_or_null(field(message, "contextId")));
+	out = jv_object_set(out, jv_string("task_id"), string_or_null(field(message, "taskId")));
+	out = jv_object_set(out, jv_string("created_at"), string_or_null(field(row, "created_at")));
+	out = jv_object_set(out, jv_string("request"), request);
+	jv_free(message);
+	jv_free(params);
+	jv_free(row);
+	return out;
+}
+
+/* ---- ordering --------------------------------------------------------- */
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Length of "YYYY-MM-DDTHH:MM:SS" when s starts with that shape, else 0. */
+static size_t whole_seconds_len(const char *s)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+	for (size_t i = 0; i < sizeof shape - 1; i++) {
+		char c = s[i];
+		if (shape[i] == 'd' ? !is_digit(c) : shape[i] == 'T' ? (c != 'T' && c != 't' && c != ' ') : c != shape[i])
+			return 0;
+	}
+	return sizeof shape - 1;
+}
+
+int timestamp_cmp(const char *a, const char *b)
+{
+	/* Go's RFC 3339 output drops trailing zeros of the fraction, so
+	 * "...:02Z" < "...:02.5Z" and "...:02.12Z" < "...:02.123Z", which a plain
+	 * strcmp gets wrong. Compare the whole seconds, then the fractions as
+	 * if zero-padded, then what follows (the zone, the same in practice). */
+	size_t wa = whole_seconds_len(a), wb = whole_seconds_len(b);
+	if (!wa || !wb)
+		return strcmp(a, b);
+	int c = memcmp(a, b, wa);
+	if (c)
+		return c;
+	a += wa;
+	b += wb;
+	if (*a == '.')
+		a++;
+	if (*b == '.')
+		b++;
+	while (is_digit(*a) || is_digit(*b)) {
+		char da = is_digit(*a) ? *a++ : '0';
+		char db = is_digit(*b) ? *b++ : '0';
+		if (da != db)
+			return da < db ? -1 : 1;
+	}
+	return strcmp(a, b);
+}
+
+struct sort_item {
+	jv row;
+	jv created_at; /* string, or null */
+	size_t index;
+};
+
+static int sort_item_cmp(const void *pa, const void *pb)
+{
+	const struct sort_item *a = pa, *b = pb;
+	bool ha = jv_get_kind(a->created_at) == JV_KIND_STRING;
+	bool hb = jv_get_kind(b->created_at) == JV_KIND_STRING;
+	int c = 0;
+	if (ha != hb)
+		c = ha ? 1 : -1; /* rows without a timestamp first */
+	else if (ha)
+		c = timestamp_cmp(jv_string_value(a->created_at), jv_string_value(b->created_at));
+	if (c == 0) /* qsort is not stable: the input position breaks ties */
+		c = a->index < b->index ? -1 : a->index > b->index ? 1 : 0;
+	return c;
+}
+
+jv rows_sort(jv rows)
+{
+	if (jv_get_kind(rows) != JV_KIND_ARRAY) {
+		jv_free(rows);
+		return jv_array();
+	}
+	int n = jv_array_length(jv_copy(rows));
+	if (n < 2)
+		return rows;
+	struct sort_item *items = xcalloc((size_t)n, sizeof *items);
+	for (int i = 0; i < n; i++) {
+		items[i].row = jv_array_get(jv_copy(rows), i);
+		items[i].created_at = string_or_null(field(items[i].row, "created_at"));
+		items[i].index = (size_t)i;
+	}
+	jv_free(rows);
+	qsort(items, (size_t)n, sizeof *items, sort_item_cmp);
+	jv sorted = jv_array_sized(n);
+	for (int i = 0; i < n; i++) {
+		sorted = jv_array_append(sorted, items[i].row);
+		jv_free(items[i].created_at);
+	}
+	free(items);
+	return sorted;
+}
+
+/* ---- output channel --------------------------------------------------- */
+
+void outchan_init(struct outchan *oc, int fd)
+{
+	memset(oc, 0, sizeof *oc);
+	oc->fd = fd;
+
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		oc->broken = true;
+		oc->error = errno;
+		return;
+	}
+	oc->is_socket = S_ISSOCK(st.st_mode);
+	oc->regular = S_ISREG(st.st_mode);
+
+	/* A pipe or socket we created ourselves (the co-process) is already
+	 * non-blocking: use it as it is. */
+	int flags = fcntl(fd, F_GETFL);
+	if (flags >= 0 && (flags & O_NONBLOCK)) {
+		oc->nonblock = true;
+		return;
+	}
+	if (oc->is_socket) {
+		/* MSG_DONTWAIT makes each send non-blocking without touching
+		 * the flags of a descriptor shared with our parent. */
+		oc->nonblock = true;
+		return;
+	}
+	if (S_ISFIFO(st.st_mode)) {
+		/* Opening the pipe again through /proc gives a new open file
+		 * description, so O_NONBLOCK here leaves the inherited one (and the
+		 * parent shell's) untouched. Fails without /proc, or with ENXIO
+		 * when the reader is already gone: then plain writes, and the
+		 * error shows on the first one. */
+		char path[64];
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		int nfd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (nfd >= 0) {
+			oc->fd = nfd;
+			oc->own_fd = true;
+			oc->nonblock = true;
+		}
+	}
+}
+
+void outchan_queue(struct outchan *oc, const char *line, size_t len)
+{
+	if (oc->broken)
+		return; /* nobody will read it */
+	buf_append(&oc->pending, line, len);
+	buf_append(&oc->pending, "\n", 1);
+}
+
+size_t outchan_flush(struct outchan *oc)
+{
+	while (oc->pending.len > 0 && !oc->broken) {
+		size_t n = oc->pending.len;
+		/* A blocking descriptor is only written when poll said so, and
+		 * then at most PIPE_BUF bytes, which a writable pipe or terminal
+		 * takes without blocking. A regular file never waits for a reader. */
+		bool one_chunk = !oc->nonblock && !oc->regular;
+		if (one_chunk && n > PIPE_BUF)
+			n = PIPE_BUF;
+		ssize_t w = oc->is_socket
+			? send(oc->fd, oc->pending.p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+			: write(oc->fd, oc->pending.p, n);
+		if (w > 0) {
+			buf_consume(&oc->pending, (size_t)w);
+			if (one_chunk)
+				break;
+		} else if (w < 0 && errno == EINTR) {
+			continue;
+		} else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			break;
+		} else {
+			oc->broken = true;
+			oc->error = w < 0 ? errno : EIO;
+		}
+	}
+	return oc->pending.len;
+}
+
+bool outchan_want_write(const struct outchan *oc)
+{
+	return oc->pending.len > 0 && !oc->broken;
+}
+
+void outchan_close(struct outchan *oc)
+{
+	if (oc->own_fd && oc->fd >= 0)
+		close(oc->fd);
+	oc->fd = -1;
+	oc->own_fd = false;
+	buf_free(&oc->pending);
+}

@@ -1,13 +1,78 @@
-/* main.c: start-up: standard descriptors, options, then the loop. */
-#include <stdlib.h>
-#include "options.h"
+/* main.c: start-up: standard descriptors, signals, options, then the loop. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
 #include "loop.h"
+#include "options.h"
+
+/* A closed 0, 1 or 2 would be handed to the next open(): a socket or the state
+ * file could then become stdout. Park /dev/null there instead. */
+static int standard_fds_open(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		int nfd = open("/dev/null", O_RDWR);
+		if (nfd != fd) {
+			if (nfd >= 0)
+				close(nfd);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* After --help, --version or --dry-run, stdout is all the output: a full disk
+ * or a closed pipe must show in the exit status. */
+static int stdout_close(int rc)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		int saved = errno;
+		fclose(stdout);
+		fprintf(stderr, "molecule-connect: cannot write to standard output: %s\n", strerror(saved));
+		return 1;
+	}
+	if (fclose(stdout) != 0) {
+		fprintf(stderr, "molecule-connect: cannot write to standard output: %s\n", strerror(errno));
+		return 1;
+	}
+	return rc;
+}
 
 int main(int argc, char **argv)
 {
+	if (standard_fds_open() != 0)
+		return 1;
+	/* A dead reader shows as EPIPE on the write, where it can be handled. */
+	signal(SIGPIPE, SIG_IGN);
+
 	struct settings s;
 	int rc = options_parse(argc, argv, &s);
-	if (rc >= 0)
-		return rc;
-	return loop_run(&s);
+	if (rc >= 0) {
+		settings_free(&s);
+		return rc == 0 ? stdout_close(rc) : rc;
+	}
+
+	log_init(s.verbosity, s.log_json);
+	if (s.token)
+		log_add_secret(s.token);
+	if (s.token_source && strcmp(s.token_source, "option") == 0)
+		log_warn("--token is visible to other users in the process list until it is "
+			 "read; prefer MOLECULE_WORKSPACE_TOKEN or --token-file");
+
+	if (s.dry_run) {
+		options_print(&s);
+		settings_free(&s);
+		return stdout_close(0);
+	}
+	rc = loop_run(&s);
+	settings_free(&s);
+	return rc;
 }

@@ -1,2 +1,467 @@
+/* test_emit.c: unit tests for rows to message lines, row ordering and the output channel. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <jv.h>
+
 #include "tap.h"
-int main(void){ plan(1); ok(1, "placeholder"); return done_testing(); }
+#include "emit.h"
+#include "util.h"
+
+#define OWN  "22222222-2222-4222-8222-222222222222"
+#define ROW  "11111111-1111-4111-8111-111111111111"
+#define PEER "33333333-3333-4333-8333-333333333333"
+#define TS   "2026-04-30T10:15:02.123456Z"
+
+/* JSON written with single quotes, for readable C strings; caller frees. */
+static char *q(const char *s)
+{
+	char *r = xstrdup(s);
+	for (char *p = r; *p; p++)
+		if (*p == '\'')
+			*p = '"';
+	return r;
+}
+
+static jv parse_q(const char *s)
+{
+	char *json = q(s);
+	jv v = jv_parse(json);
+	free(json);
+	return v;
+}
+
+static char *dump(jv v /* consumed */)
+{
+	jv d = jv_dump_string(v, 0);
+	char *s = xstrdup(jv_string_value(d));
+	jv_free(d);
+	return s;
+}
+
+/* message_from_row on a row given in single-quote JSON; compares the compact
+ * dump (key order included) with want, also in single-quote JSON. */
+static void message_is(const char *row, const char *want, const char *name)
+{
+	jv m = message_from_row(parse_q(row), OWN);
+	char *w = q(want);
+	if (!jv_is_valid(m)) {
+		jv msg = jv_invalid_get_msg(m);
+		ok(0, "%s (invalid: %s)", name,
+			jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "no message");
+		jv_free(msg);
+	} else {
+		char *got = dump(m);
+		is_str(got, w, name);
+		free(got);
+	}
+	free(w);
+}
+
+/* The row is rejected with a message containing want. */
+static void message_invalid(jv row, const char *want, const char *name)
+{
+	jv m = message_from_row(row, OWN);
+	if (jv_is_valid(m)) {
+		ok(0, "%s (accepted)", name);
+		jv_free(m);
+		return;
+	}
+	jv msg = jv_invalid_get_msg(m);
+	bool pass = jv_get_kind(msg) == JV_KIND_STRING && strstr(jv_string_value(msg), want);
+	ok(pass, "%s", name);
+	if (!pass)
+		printf("#   got:  %s\n#   want: ...%s...\n",
+			jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "(no message)", want);
+	jv_free(msg);
+}
+
+static void test_message_from_row(void)
+{
+	message_is(
+		"{'id':'" ROW "','workspace_id':'" OWN "','activity_type':'a2a_receive','source_id':null,"
+		"'target_id':'" OWN "','method':'message/send','summary':null,'duration_ms':null,'status':'ok',"
+		"'error_detail':null,'created_at':'" TS "','request_body':{'jsonrpc':'2.0','id':'rpc-1',"
+		"'method':'message/send','params':{'message':{'role':'user','messageId':'m-1','parts':"
+		"[{'kind':'text','text':'hello'},{'kind':'text','text':'world'}]},'metadata':{'history':[]}}}}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'method':'message/send','text':'hello\\nworld','parts':[{'kind':'text','text':'hello'},"
+		"{'kind':'text','text':'world'}],'message_id':'m-1','context_id':null,'task_id':null,"
+		"'created_at':'" TS "','request':{'jsonrpc':'2.0','id':'rpc-1','method':'message/send',"
+		"'params':{'message':{'role':'user','messageId':'m-1','parts':[{'kind':'text','text':'hello'},"
+		"{'kind':'text','text':'world'}]},'metadata':{'history':[]}}}}",
+		"canvas row: the whole shape, keys in order");
+
+	message_is(
+		"{'request_body':{'params':{'message':{'taskId':'t-9','contextId':'c-7','messageId':'m-2',"
+		"'parts':[{'kind':'file','file':{'name':'a.txt','uri':'u'}},{'kind':'text','text':'see file'},"
+		"{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}]}}},"
+		"'created_at':'" TS "','method':'message/send','source_id':'" PEER "','id':'" ROW "',"
+		"'workspace_id':'44444444-4444-4444-8444-444444444444'}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':'" PEER "','origin':'agent',"
+		"'method':'message/send','text':'see file','parts':[{'kind':'file','file':{'name':'a.txt','uri':'u'}},"
+		"{'kind':'text','text':'see file'},{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}],"
+		"'message_id':'m-2','context_id':'c-7','task_id':'t-9','created_at':'" TS "',"
+		"'request':{'params':{'message':{'taskId':'t-9','contextId':'c-7','messageId':'m-2',"
+		"'parts':[{'kind':'file','file':{'name':'a.txt','uri':'u'}},{'kind':'text','text':'see file'},"
+		"{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}]}}}}",
+		"peer row (keys shuffled in the row): agent origin, ids carried, unknown part kinds kept");
+
+	message_is(
+		"{'id':'" ROW "','source_id':'" PEER "','method':'message/send','created_at':'" TS "'}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':'" PEER "','origin':'agent',"
+		"'method':'message/send','text':'','parts':[],'message_id':null,'context_id':null,"
+		"'task_id':null,'created_at':'" TS "','request':null}",
+		"row without request_body: empty text, no parts, request null");
+
+	message_is(
+		"{'id':'" ROW "','source_id':null,'request_body':{'params':{'message':{'parts':"
+		"[{'type':'text','text':'old'},{'type':'text','text':'style'}]}}}}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
+		"'text':'old\\nstyle','parts':[{'type':'text','text':'old'},{'type':'text','text':'style'}],"
+		"'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"'request':{'params':{'message':{'parts':[{'type':'text','text':'old'},{'type':'text','text':'style'}]}}}}",
+		"parts with \"type\" give text; missing method, created_at and source_id are null");
+
+	message_is(
+		"{'id':'" ROW "','source_id':null,'request_body':'junk'}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
+		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"'request':'junk'}",
+		"request_body not an object: kept as request, nothing else taken from it");
+
+	message_is(
+		"{'id':'" ROW "','source_id':null,'request_body':{'jsonrpc':'2.0','method':'message/send'}}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
+		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"'request':{'jsonrpc':'2.0','method':'message/send'}}",
+		"params missing");
+
+	message_is(
+		"{'id':'" ROW "','source_id':null,'request_body':{'params':{'message':'hi'}}}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
+		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"'request':{'params':{'message':'hi'}}}",
+		"params.message not an object");
+
+	message_is(
+		"{'id':'" ROW "','source_id':null,'method':7,'created_at':12345,'request_body':{'params':"
+		"{'message':{'parts':{'kind':'text','text':'x'},'messageId':5,'contextId':{},'taskId':[]}}}}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
+		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"'request':{'params':{'message':{'parts':{'kind':'text','text':'x'},'messageId':5,'contextId':{},'taskId':[]}}}}",
+		"wrong types along the path become null or []");
+
+	message_is(
+		"{'id':'" ROW "','source_id':null,'request_body':null}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
+		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"'request':null}",
+		"request_body null");
+
+	message_is(
+		"{'id':'" ROW "','source_id':null,'request_body':{'params':{'message':{'parts':"
+		"[5,null,'x',{'kind':'text'},{'kind':'text','text':'ok'}]}}}}",
+		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
+		"'text':'ok','parts':[5,null,'x',{'kind':'text'},{'kind':'text','text':'ok'}],'message_id':null,"
+		"'context_id':null,'task_id':null,'created_at':null,"
+		"'request':{'params':{'message':{'parts':[5,null,'x',{'kind':'text'},{'kind':'text','text':'ok'}]}}}}",
+		"odd parts are kept and skipped by text");
+
+	message_invalid(jv_array(), "not a JSON object", "row that is an array is invalid");
+	message_invalid(jv_null(), "not a JSON object", "row that is null is invalid");
+	message_invalid(jv_invalid(), "not a JSON object", "invalid row value is invalid");
+	message_invalid(parse_q("{'source_id':null}"), "id is not a UUID: null", "row without id is invalid");
+	message_invalid(parse_q("{'id':'row-1'}"), "id is not a UUID: \"row-1\"", "row id not a UUID is invalid");
+	message_invalid(parse_q("{'id':42}"), "id is not a UUID", "numeric row id is invalid");
+	message_invalid(parse_q("{'id':'11111111-1111-4111-8111-11111111111A'}"), "not a UUID",
+		"upper-case row id is invalid");
+	message_invalid(parse_q("{'id':'" ROW "/../x'}"), "not a UUID", "row id with a path tail is invalid");
+	message_invalid(parse_q("{'id':'" ROW "\\u0000junk'}"), "not a UUID", "row id with a NUL and a tail is invalid");
+	message_invalid(parse_q("{'id':'" ROW "','source_id':'peer-1'}"),
+		"source_id is neither a UUID nor null: \"peer-1\"", "source_id junk is invalid");
+	message_invalid(parse_q("{'id':'" ROW "','source_id':7}"), "source_id is neither", "numeric source_id is invalid");
+	message_invalid(parse_q("{'id':'" ROW "','source_id':'../../etc'}"), ROW ": source_id",
+		"the message names the row");
+}
+
+/* ---- ordering --------------------------------------------------------- */
+
+/* The "id"s of an array of rows joined with ',' (non-objects as '?'). */
+static char *ids_of(jv rows /* consumed */)
+{
+	struct buf b = {0};
+	buf_append(&b, "", 0);
+	int n = jv_get_kind(rows) == JV_KIND_ARRAY ? jv_array_length(jv_copy(rows)) : -1;
+	for (int i = 0; i < n; i++) {
+		jv row = jv_array_get(jv_copy(rows), i);
+		jv id = jv_get_kind(row) == JV_KIND_OBJECT ? jv_object_get(jv_copy(row), jv_string("id")) : jv_invalid();
+		const char *s = jv_get_kind(id) == JV_KIND_STRING ? jv_string_value(id) : "?";
+		if (i)
+			buf_append(&b, ",", 1);
+		buf_append(&b, s, strlen(s));
+		jv_free(id);
+		jv_free(row);
+	}
+	if (n < 0)
+		buf_append(&b, "not an array", 12);
+	jv_free(rows);
+	return b.p;
+}
+
+static void sorted_is(const char *rows, const char *want, const char *name)
+{
+	char *got = ids_of(rows_sort(parse_q(rows)));
+	is_str(got, want, name);
+	free(got);
+}
+
+static void test_rows_sort(void)
+{
+	sorted_is("[{'id':'c','created_at':'2026-04-30T10:15:03Z'},{'id':'a','created_at':'2026-04-30T10:15:01Z'},"
+		"{'id':'b','created_at':'2026-04-30T10:15:02Z'}]", "a,b,c", "newest-first rows come out oldest first");
+	sorted_is("[]", "", "empty array");
+	sorted_is("[{'id':'only','created_at':'x'}]", "only", "one row");
+	sorted_is("[{'id':'t1','created_at':'2026-01-01T00:00:01Z'},{'id':'n1'},{'id':'n2','created_at':null},"
+		"5,{'id':'n3','created_at':17},{'id':'t0','created_at':'2026-01-01T00:00:00Z'}]",
+		"n1,n2,?,n3,t0,t1", "rows lacking created_at sort first, in input order");
+	sorted_is("[{'id':'e','created_at':'2026-04-30T10:15:02.5Z'},{'id':'b','created_at':'2026-04-30T10:15:02Z'},"
+		"{'id':'d','created_at':'2026-04-30T10:15:02.123Z'},{'id':'c','created_at':'2026-04-30T10:15:02.12Z'},"
+		"{'id':'a','created_at':'2026-04-30T10:15:01.999999Z'}]", "a,b,c,d,e",
+		"fractions with trimmed zeros sort by value");
+
+	/* Stability: many rows on three timestamps, interleaved. */
+	{
+		static const char *stamps[] = { "2026-04-30T10:00:02Z", "2026-04-30T10:00:01Z", "2026-04-30T10:00:03Z" };
+		jv rows = jv_array();
+		for (int i = 0; i < 60; i++) {
+			jv row = jv_object_set(jv_object(), jv_string("id"), jv_string_fmt("%02d", i));
+			row = jv_object_set(row, jv_string("created_at"), jv_string(stamps[(i * 7) % 3]));
+			rows = jv_array_append(rows, row);
+		}
+		jv sorted = rows_sort(rows);
+		int bad = 0, prev_stamp = -1, prev_id = -1;
+		for (int i = 0; i < jv_array_length(jv_copy(sorted)); i++) {
+			jv id = jv_object_get(jv_array_get(jv_copy(sorted), i), jv_string("id"));
+			int n = atoi(jv_string_value(id));
+			int order[] = { 1, 0, 2 }; /* rank of each stamp */
+			int stamp = order[(n * 7) % 3];
+			if (stamp < prev_stamp || (stamp == prev_stamp && n < prev_id))
+				bad++;
+			prev_stamp = stamp;
+			prev_id = n;
+			jv_free(id);
+		}
+		is_int(jv_array_length(sorted), 60, "no row lost");
+		is_int(bad, 0, "equal timestamps keep their input order");
+	}
+
+	char *got = ids_of(rows_sort(jv_object()));
+	is_str(got, "", "an object sorts to []");
+	free(got);
+	got = ids_of(rows_sort(jv_null()));
+	is_str(got, "", "null sorts to []");
+	free(got);
+
+	ok(timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02Z") == 0, "timestamp_cmp: equal");
+	ok(timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000Z") == 0,
+		"timestamp_cmp: trailing zeros do not matter");
+	ok(timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000001Z") < 0,
+		"timestamp_cmp: whole second before a fraction");
+	ok(timestamp_cmp("2026-04-30T10:15:02.12Z", "2026-04-30T10:15:02.123Z") < 0,
+		"timestamp_cmp: .12 before .123");
+	ok(timestamp_cmp("2026-04-30T10:15:02.9Z", "2026-04-30T10:15:03Z") < 0,
+		"timestamp_cmp: .9 before the next second");
+	ok(timestamp_cmp("2026-05-01T00:00:00Z", "2026-04-30T23:59:59.999Z") > 0, "timestamp_cmp: dates");
+	ok(timestamp_cmp("b", "a") > 0 && timestamp_cmp("", "2026") < 0, "timestamp_cmp: other strings by strcmp");
+}
+
+/* ---- output channel --------------------------------------------------- */
+
+static bool fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) != -1;
+}
+
+/* Reads what fd has now into b (fd non-blocking), until EAGAIN or EOF. */
+static void read_some(int fd, struct buf *b)
+{
+	char tmp[65536];
+	ssize_t n;
+	while ((n = read(fd, tmp, sizeof tmp)) > 0)
+		buf_append(b, tmp, (size_t)n);
+}
+
+/* Queues count lines of about 100 bytes each; returns what was queued. */
+static char *queue_lines(struct outchan *oc, int count)
+{
+	struct buf all = {0};
+	char line[128];
+	for (int i = 0; i < count; i++) {
+		int n = snprintf(line, sizeof line, "{\"n\":%06d,\"pad\":\"%080d\"}", i, 0);
+		outchan_queue(oc, line, (size_t)n);
+		buf_append(&all, line, (size_t)n);
+		buf_append(&all, "\n", 1);
+	}
+	return all.p;
+}
+
+/* Writes into a full pipe or socket without blocking, then lets the reader
+ * drain it and checks everything arrived in order. */
+static void fill_then_drain(struct outchan *oc, int reader, const char *what)
+{
+	char *want = queue_lines(oc, 20000); /* 2 MB: more than any pipe or socket buffer */
+	size_t total = strlen(want);
+	size_t left = outchan_flush(oc);
+	ok(left > 0 && left < total, "%s: a full reader leaves %zu of %zu bytes pending, without blocking",
+		what, left, total);
+	ok(outchan_want_write(oc), "%s: wants to write", what);
+	ok(!oc->broken, "%s: not broken", what);
+
+	fcntl(reader, F_SETFL, fcntl(reader, F_GETFL) | O_NONBLOCK);
+	struct buf got = {0};
+	for (int rounds = 0; rounds < 100000 && (outchan_flush(oc) > 0 || got.len < total); rounds++)
+		read_some(reader, &got);
+	read_some(reader, &got);
+	char name[80];
+	snprintf(name, sizeof name, "%s: flush completes once the reader drains", what);
+	is_int((long long)oc->pending.len, 0, name);
+	ok(got.len == total && memcmp(got.p, want, total) == 0, "%s: every byte arrived, in order (%zu of %zu)",
+		what, got.len, total);
+	ok(!outchan_want_write(oc), "%s: nothing more to write", what);
+	buf_free(&got);
+	free(want);
+}
+
+static void test_outchan(void)
+{
+	struct outchan oc;
+	int p[2];
+
+	/* An inherited (blocking) pipe: reopened privately, non-blocking. */
+	if (pipe(p) != 0)
+		abort();
+	outchan_init(&oc, p[1]);
+	ok(oc.own_fd && oc.nonblock && oc.fd != p[1], "a blocking pipe is reopened through /proc");
+	ok(!(fcntl(p[1], F_GETFL) & O_NONBLOCK), "the inherited descriptor stays blocking");
+	ok(fcntl(oc.fd, F_GETFL) & O_NONBLOCK, "the private one is non-blocking");
+	ok(fcntl(oc.fd, F_GETFD) & FD_CLOEXEC, "the private one is close-on-exec");
+	fill_then_drain(&oc, p[0], "pipe");
+	int own = oc.fd;
+	outchan_close(&oc);
+	ok(!fd_open(own) && fd_open(p[1]), "close closes the private descriptor, not the inherited one");
+	close(p[0]);
+	close(p[1]);
+
+	/* The reader goes away. */
+	if (pipe(p) != 0)
+		abort();
+	outchan_init(&oc, p[1]);
+	close(p[0]);
+	outchan_queue(&oc, "lost", 4);
+	size_t left = outchan_flush(&oc);
+	ok(oc.broken && oc.error == EPIPE, "a closed pipe sets broken with EPIPE");
+	is_int((long long)left, 5, "what could not be written stays counted");
+	ok(!outchan_want_write(&oc), "a broken channel does not want to write");
+	outchan_queue(&oc, "more", 4);
+	is_int((long long)oc.pending.len, 5, "lines queued after it broke are dropped");
+	outchan_close(&oc);
+	close(p[1]);
+
+	/* The reader was gone before we started: whether or not the reopen
+	 * through /proc succeeds, the first write finds out. */
+	if (pipe(p) != 0)
+		abort();
+	close(p[0]);
+	outchan_init(&oc, p[1]);
+	outchan_queue(&oc, "x", 1);
+	outchan_flush(&oc);
+	ok(oc.broken && oc.error == EPIPE, "a pipe without a reader at start: broken on first write");
+	outchan_close(&oc);
+	ok(fd_open(p[1]), "and the inherited descriptor is left open");
+	close(p[1]);
+
+	/* A pipe we made ourselves (a co-process's stdin) is used as it is. */
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
+		abort();
+	outchan_init(&oc, p[1]);
+	ok(!oc.own_fd && oc.nonblock && oc.fd == p[1], "an O_NONBLOCK pipe is used directly");
+	fill_then_drain(&oc, p[0], "own pipe");
+	outchan_close(&oc);
+	ok(fd_open(p[1]), "and not closed by outchan_close");
+	close(p[0]);
+	close(p[1]);
+
+	/* A socket: send with MSG_DONTWAIT, the descriptor's flags untouched. */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, p) != 0)
+		abort();
+	outchan_init(&oc, p[0]);
+	ok(oc.is_socket && oc.nonblock && !oc.own_fd, "a socket is written with send");
+	ok(!(fcntl(p[0], F_GETFL) & O_NONBLOCK), "the socket stays blocking");
+	fill_then_drain(&oc, p[1], "socket");
+	close(p[1]);
+	outchan_queue(&oc, "x", 1);
+	outchan_flush(&oc);
+	ok(oc.broken && oc.error == EPIPE, "a socket whose peer closed is broken");
+	outchan_close(&oc);
+	close(p[0]);
+
+	/* A regular file is written whole. */
+	char path[] = "/tmp/test_emit.XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		abort();
+	unlink(path);
+	outchan_init(&oc, fd);
+	ok(oc.regular && !oc.nonblock && !oc.own_fd, "a regular file is written plainly");
+	char *want = queue_lines(&oc, 500);
+	is_int((long long)outchan_flush(&oc), 0, "a regular file takes everything in one flush");
+	struct buf got = {0};
+	lseek(fd, 0, SEEK_SET);
+	read_some(fd, &got);
+	ok(got.len == strlen(want) && memcmp(got.p, want, got.len) == 0, "the file holds every line");
+	buf_free(&got);
+	free(want);
+	outchan_close(&oc);
+	ok(fd_open(fd), "the file descriptor is left open");
+	close(fd);
+
+	/* Anything else (a terminal; here /dev/null) gets PIPE_BUF per flush. */
+	fd = open("/dev/null", O_WRONLY);
+	outchan_init(&oc, fd);
+	want = queue_lines(&oc, 100);
+	size_t total = strlen(want);
+	free(want);
+	ok(!oc.nonblock && !oc.regular, "a character device is written plainly");
+	is_int((long long)outchan_flush(&oc), (long long)(total - PIPE_BUF), "one flush writes PIPE_BUF bytes");
+	while (outchan_flush(&oc) > 0)
+		;
+	is_int((long long)oc.pending.len, 0, "repeated flushes write the rest");
+	outchan_close(&oc);
+	close(fd);
+
+	outchan_init(&oc, -1);
+	outchan_queue(&oc, "x", 1);
+	ok(oc.broken && oc.error == EBADF && !outchan_want_write(&oc), "a bad descriptor is broken from the start");
+	outchan_close(&oc);
+}
+
+int main(void)
+{
+	/* As in the program: a gone reader shows as EPIPE, not as a signal. And
+	 * a blocking write would hang the test: fail it instead. */
+	signal(SIGPIPE, SIG_IGN);
+	alarm(60);
+	plan(80);
+	test_message_from_row();
+	test_rows_sort();
+	test_outchan();
+	return done_testing();
+}
