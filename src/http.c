@@ -40,6 +40,7 @@ struct http {
 	struct http_req *reqs;    /* every request not yet finished */
 	int count;
 	int64_t paused_until;
+	unsigned long completed;  /* done callbacks made so far */
 };
 
 static void req_unlink(struct http *h, struct http_req *r)
@@ -111,6 +112,7 @@ void http_set_token(struct http *h, const char *token)
 }
 
 CURLM *http_multi(struct http *h) { return h->multi; }
+unsigned long http_completed(struct http *h) { return h->completed; }
 int http_pending(struct http *h) { return h->count; }
 int64_t http_paused_until(struct http *h) { return h->paused_until; }
 
@@ -316,15 +318,20 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 		if (r->retry_after_s >= 0 && r->retry_after_s * 1000 > delay)
 			delay = r->retry_after_s * 1000;
 		r->start_at = now + delay;
+		/* Say so once, then now and again, not on every attempt. */
+		enum log_level lv = r->attempts == 1 || r->attempts % 10 == 0 ? LV_WARN : LV_DEBUG;
+		if (!log_enabled(lv))
+			return;
 		if (status)
-			log_debug("%s %s: HTTP %ld, attempt %d, retrying in %lld ms", r->method, r->url,
+			log_msg(lv, "%s %s: HTTP %ld, attempt %d, retrying in %lld ms", r->method, r->url,
 				  status, r->attempts, (long long)delay);
 		else
-			log_debug("%s %s: %s, attempt %d, retrying in %lld ms", r->method, r->url,
+			log_msg(lv, "%s %s: %s, attempt %d, retrying in %lld ms", r->method, r->url,
 				  resp.error, r->attempts, (long long)delay);
 		return;
 	}
 	req_unlink(h, r);
+	h->completed++;
 	if (r->done)
 		r->done(r->ctx, &resp);
 	req_free(r);

