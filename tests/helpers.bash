@@ -1,0 +1,260 @@
+# Shared bats helpers: start/stop the fake platform, drive its control API, act as a platform client.
+# shellcheck shell=bash
+
+# now_us: the wall clock in microseconds.
+now_us() {
+	local t="${EPOCHREALTIME/[.,]/}"
+	echo "$((10#$t))"
+}
+
+# now_ms: the wall clock in milliseconds.
+now_ms() {
+	echo "$(($(now_us) / 1000))"
+}
+
+# assert_eq ACTUAL EXPECTED [WHAT]: fails, showing both, unless they are equal.
+assert_eq() {
+	[ "$1" = "$2" ] && return 0
+	printf '%s\n  expected: %s\n  actual:   %s\n' "${3:-assert_eq}" "$2" "$1" >&2
+	return 1
+}
+
+# nap SECONDS: sleeps without starting a process (a read that times out on a pipe
+# nobody writes to).
+nap() {
+	if [ -z "${_NAP_FD:-}" ]; then
+		exec {_NAP_FD}<> <(:)
+	fi
+	read -rt "$1" -u "$_NAP_FD" _ || true
+}
+
+# fake_start [extra fake-platform args...]: starts the fake platform on a kernel-chosen
+# loopback port and exports FAKE_URL, FAKE_PORT and FAKE_PID.
+fake_start() {
+	local port_file="$BATS_TEST_TMPDIR/port" deadline
+	: "${FAKE_BIN:?FAKE_BIN must name the fake-platform binary}"
+	rm -f "$port_file"
+	# fd 3 is bats' own: a background child holding it would make bats wait for it.
+	"$FAKE_BIN" --port-file "$port_file" "$@" </dev/null >/dev/null \
+		2>>"$BATS_TEST_TMPDIR/fake.log" 3>&- &
+	FAKE_PID=$!
+	export FAKE_PID
+	deadline=$(($(now_us) + 10000000))
+	while [ ! -s "$port_file" ]; do
+		if ! kill -0 "$FAKE_PID" 2>/dev/null; then
+			echo "fake platform exited at start:" >&2
+			cat "$BATS_TEST_TMPDIR/fake.log" >&2
+			unset FAKE_PID
+			return 1
+		fi
+		if [ "$(now_us)" -gt "$deadline" ]; then
+			echo "fake platform did not write its port file within 10 s" >&2
+			return 1
+		fi
+		nap 0.005
+	done
+	read -r FAKE_PORT <"$port_file"
+	FAKE_URL="http://127.0.0.1:$FAKE_PORT"
+	export FAKE_PORT FAKE_URL
+}
+
+# fake_stop: stops the fake platform started by fake_start; safe to call twice. Fails
+# when the fake platform exited with an error of its own (a sanitizer report, say);
+# death by a signal a test sent is not its fault, and 127 is "not a child of this
+# shell" (started in setup_file, say).
+fake_stop() {
+	[ -n "${FAKE_PID:-}" ] || return 0
+	local i rc=0
+	kill -TERM "$FAKE_PID" 2>/dev/null || true
+	for ((i = 0; i < 1000; i++)); do
+		kill -0 "$FAKE_PID" 2>/dev/null || break
+		nap 0.005
+	done
+	if kill -KILL "$FAKE_PID" 2>/dev/null; then
+		echo "fake platform did not stop within 5 s of SIGTERM" >&2
+	fi
+	wait "$FAKE_PID" 2>/dev/null || rc=$?
+	unset FAKE_PID
+	if [ "$rc" -gt 0 ] && [ "$rc" -lt 127 ]; then
+		echo "fake platform exited with status $rc:" >&2
+		tail -n 40 "$BATS_TEST_TMPDIR/fake.log" >&2
+		return 1
+	fi
+}
+
+# fake_restart [extra args...]: stops the fake platform and starts a fresh one (empty
+# state) on the same port, so a client keeps its URL.
+fake_restart() {
+	local port="$FAKE_PORT"
+	fake_stop
+	fake_start --port "$port" "$@"
+}
+
+_byte_length() {
+	local LC_ALL=C
+	_BYTE_LENGTH=${#1}
+}
+
+# fake_http METHOD PATH [BODY [HEADER...]]: one HTTP/1.0 exchange with the fake
+# platform through bash's /dev/tcp (no process to start: the suite makes thousands of
+# these). HEADERs are "Name: value" lines to add. Sets HTTP_CODE, HTTP_BODY and
+# HTTP_HEADERS (the answer's header lines, names lower-cased).
+fake_http() {
+	local method="$1" path="$2" body="${3-}" fd line name length=0 extra=""
+	shift 2
+	[ $# -eq 0 ] || shift
+	for line in "$@"; do
+		extra+="$line"$'\r\n'
+	done
+	exec {fd}<>"/dev/tcp/127.0.0.1/$FAKE_PORT" || return 1
+	_byte_length "$body"
+	printf '%s %s HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s' \
+		"$method" "$path" "$_BYTE_LENGTH" "$extra" "$body" >&"$fd"
+	HTTP_CODE=000
+	HTTP_BODY=
+	HTTP_HEADERS=
+	if IFS= read -r line <&"$fd"; then
+		HTTP_CODE=${line#* }
+		HTTP_CODE=${HTTP_CODE%% *}
+	fi
+	while IFS= read -r line <&"$fd"; do
+		line=${line%$'\r'}
+		[ -n "$line" ] || break
+		name=${line%%:*}
+		HTTP_HEADERS+="${name,,}:${line#*:}"$'\n'
+		[ "${name,,}" != content-length ] || length=${line#*: }
+	done
+	# bash reads a socket a byte at a time: leave long bodies to cat.
+	if [ "$length" -gt 16384 ]; then
+		HTTP_BODY=$(cat <&"$fd")
+	else
+		IFS= read -r -d '' HTTP_BODY <&"$fd" || true
+	fi
+	exec {fd}>&-
+	[ "$HTTP_CODE" != 000 ]
+}
+
+# http_header NAME: a header of the last fake_http answer ("" when absent).
+http_header() {
+	local line name="${1,,}"
+	while IFS= read -r line; do
+		if [ "${line%%:*}" = "$name" ]; then
+			line=${line#*:}
+			echo "${line# }"
+			return 0
+		fi
+	done <<<"$HTTP_HEADERS"
+	echo ""
+}
+
+# ctl METHOD PATH [JSON]: calls the control API; prints the answer; fails on non-2xx.
+ctl() {
+	fake_http "$@" || return 1
+	printf '%s\n' "$HTTP_BODY"
+	[[ "$HTTP_CODE" == 2?? ]]
+}
+
+# _ws_from_answer: "ID TOKEN" of a POST /_control/workspaces answer in HTTP_BODY.
+_ws_from_answer() {
+	[[ "$HTTP_BODY" =~ \"id\":\"([^\"]*)\" ]] || return 1
+	_WS_ID=${BASH_REMATCH[1]}
+	_WS_TOKEN=null
+	if [[ "$HTTP_BODY" =~ \"token\":\"([^\"]*)\" ]]; then
+		_WS_TOKEN=${BASH_REMATCH[1]}
+	fi
+}
+
+# new_ws [JSON]: creates a workspace (see POST /_control/workspaces); sets WS_ID and
+# WS_TOKEN and prints "ID TOKEN" (TOKEN is "null" for a workspace without one).
+new_ws() {
+	ctl POST /_control/workspaces "${1:-"{}"}" >/dev/null && _ws_from_answer || return 1
+	WS_ID=$_WS_ID
+	WS_TOKEN=$_WS_TOKEN
+	echo "$WS_ID $WS_TOKEN"
+}
+
+# new_peer [JSON]: the same for a second workspace; sets PEER_ID and PEER_TOKEN.
+new_peer() {
+	ctl POST /_control/workspaces "${1:-"{}"}" >/dev/null && _ws_from_answer || return 1
+	PEER_ID=$_WS_ID
+	PEER_TOKEN=$_WS_TOKEN
+	echo "$PEER_ID $PEER_TOKEN"
+}
+
+# queue_msgs WS [JSON_FIELDS]: queues inbound messages for WS (fields of
+# POST /_control/messages, a JSON object); prints the new row ids, one per line,
+# oldest first.
+queue_msgs() {
+	local fields="${2:-"{}"}" body ids list
+	fields="${fields#"${fields%%[![:space:]]*}"}"
+	fields="${fields%"${fields##*[![:space:]]}"}"
+	body="{\"workspace_id\":\"$1\""
+	[[ "$fields" =~ ^\{[[:space:]]*\}[[:space:]]*$ ]] || body+=",${fields#\{}"
+	[[ "$body" == *\} ]] || body+="}"
+	ctl POST /_control/messages "$body" >/dev/null || { echo "$HTTP_BODY" >&2; return 1; }
+	ids=${HTTP_BODY#*[}
+	ids=${ids%]*}
+	ids=${ids//\"/}
+	IFS=, read -ra list <<<"$ids"
+	[ ${#list[@]} -eq 0 ] || printf '%s\n' "${list[@]}"
+}
+
+# posts [KIND [WORKSPACE_ID]]: the JSON array of recorded posts (all kinds when KIND is empty).
+posts() {
+	local q=""
+	[ -n "${1:-}" ] && q="kind=$1"
+	[ -n "${2:-}" ] && q="${q:+$q&}workspace_id=$2"
+	ctl GET "/_control/posts${q:+?$q}"
+}
+
+# activity WS: every row of WS, oldest first (from the control API, no auth, no limit).
+activity() {
+	ctl GET "/_control/activity?workspace_id=$1"
+}
+
+# fault JSON: adds an injected fault (POST /_control/faults).
+fault() {
+	ctl POST /_control/faults "$1" >/dev/null
+}
+
+# wait_until TIMEOUT_SECS CMD...: runs CMD every 50 ms until it succeeds (prints its
+# output, returns 0) or TIMEOUT_SECS pass (prints its last output, returns 1).
+wait_until() {
+	local timeout="$1" out deadline whole fraction=0
+	shift
+	whole=${timeout%%.*}
+	[[ "$timeout" != *.* ]] || fraction=${timeout#*.}000000
+	deadline=$(($(now_us) + ${whole:-0} * 1000000 + 10#${fraction:0:6}))
+	while :; do
+		if out=$("$@" 2>&1); then
+			[ -z "$out" ] || printf '%s\n' "$out"
+			return 0
+		fi
+		if [ "$(now_us)" -ge "$deadline" ]; then
+			printf 'wait_until: timed out after %ss: %s\n' "$timeout" "$*" >&2
+			[ -z "$out" ] || printf '%s\n' "$out"
+			return 1
+		fi
+		nap 0.05
+	done
+}
+
+# api METHOD PATH TOKEN [JSON [CURL_ARGS...]]: one request as a client of the platform.
+# Prints the status code on the first line and the body on the second. An empty TOKEN
+# sends no Authorization header; an empty JSON sends no body. CURL_ARGS can add headers
+# (-H 'X-Workspace-ID: ...') or dump the answer's headers (-D FILE).
+api() {
+	local method="$1" path="$2" token="$3" json="${4:-}"
+	local body_file="$BATS_TEST_TMPDIR/api.$BASHPID.body"
+	local args=(-sS -X "$method" -o "$body_file" -w '%{http_code}')
+	shift 3
+	[ $# -gt 0 ] && shift
+	[ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
+	[ -n "$json" ] && args+=(-H 'Content-Type: application/json' --data-binary "$json")
+	local code
+	code=$(curl "${args[@]}" "$@" "$FAKE_URL$path") || return 1
+	printf '%s\n' "$code"
+	cat "$body_file"
+	rm -f "$body_file"
+	echo
+}
