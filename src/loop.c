@@ -542,6 +542,8 @@ static void handle_reply(struct bridge *b, jv v)
 		}
 	}
 	int64_t now = now_ms();
+	/* A handler that answers is working, however often it is restarted. */
+	b->co_failures = 0;
 	switch (r.kind) {
 	case REPLY_TEXT:
 	case REPLY_PARTS:
@@ -687,6 +689,7 @@ static void coproc_exited(struct bridge *b, int status)
 	outchan_close(&b->out);
 	b->in_fd = -1;
 	b->in_eof = true;
+	/* Failing means dying early without having answered anything. */
 	bool quick = now - b->co.started_at < STABLE_CHILD_MS;
 	b->co.pid = 0;
 	int requeued = inbox_requeue_open(&b->ib);
