@@ -590,9 +590,9 @@ static void on_line(void *ctx, const char *line, size_t len, bool too_long)
 		return; /* blank lines are not replies */
 	jv v = jv_parse_sized(line, (int)len);
 	if (!jv_is_valid(v)) {
-		jv msg = jv_invalid_get_msg(v);
-		reply_error(b, "not JSON (%s)", jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "parse error");
-		jv_free(msg);
+		char *why = json_error(v);
+		reply_error(b, "not JSON (%s)", why);
+		free(why);
 		return;
 	}
 	if (b->reply_filter) {

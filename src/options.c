@@ -499,20 +499,10 @@ static int build_agent_card(struct parse *p)
 		card = jv_parse_sized(text, (int)len);
 		free(text);
 		if (!jv_is_valid(card)) {
-			jv msg = jv_invalid_get_msg(card);
-			char reason[256] = "not JSON";
-			if (jv_get_kind(msg) == JV_KIND_STRING) {
-				/* libjq 1.6 appends the whole input; one line is enough. */
-				snprintf(reason, sizeof reason, "%s", jv_string_value(msg));
-				char *cut = strstr(reason, " (while parsing");
-				if (cut)
-					*cut = '\0';
-				for (char *c = reason; *c; c++)
-					if (*c == '\n')
-						*c = ' ';
-			}
-			jv_free(msg);
-			return config_error("agent card '%s' is not valid JSON: %s", path, reason);
+			char *reason = json_error(card);
+			int rc = config_error("agent card '%s' is not valid JSON: %s", path, reason);
+			free(reason);
+			return rc;
 		}
 		if (jv_get_kind(card) != JV_KIND_OBJECT) {
 			const char *kind = jv_kind_name(jv_get_kind(card));

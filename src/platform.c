@@ -159,10 +159,9 @@ jv platform_parse_rows(const char *body, size_t len)
 		return jv_invalid_with_msg(jv_string("activity answer too large"));
 	jv v = jv_parse_sized(body, (int)len);
 	if (!jv_is_valid(v)) {
-		jv msg = jv_invalid_get_msg(v);
-		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is not JSON (%s)",
-			jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "parse error"));
-		jv_free(msg);
+		char *why = json_error(v);
+		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is not JSON (%s)", why));
+		free(why);
 		return out;
 	}
 	if (jv_get_kind(v) != JV_KIND_ARRAY) {

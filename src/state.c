@@ -311,22 +311,6 @@ static jv fresh_state(const char *ws)
 	return st;
 }
 
-/* jq 1.6 appends " (while parsing '<the whole input>')" to parse errors: that
- * would put the file, token included, into the message. Keep the reason. */
-static char *parse_reason(jv invalid)
-{
-	jv msg = jv_invalid_get_msg(invalid);
-	char *reason;
-	if (jv_get_kind(msg) == JV_KIND_STRING) {
-		const char *m = jv_string_value(msg);
-		const char *cut = strstr(m, " (while parsing");
-		reason = cut ? xstrndup(m, (size_t)(cut - m)) : xstrdup(m);
-	} else {
-		reason = xstrdup("not valid JSON");
-	}
-	jv_free(msg);
-	return reason;
-}
 
 int state_load(const char *dir, const char *workspace_id, jv *out, char **err)
 {
@@ -387,7 +371,7 @@ int state_load(const char *dir, const char *workspace_id, jv *out, char **err)
 	} else {
 		jv parsed = jv_parse_sized(text.p, (int)text.len);
 		if (!jv_is_valid(parsed)) {
-			reason = parse_reason(parsed);
+			reason = json_error(parsed);
 		} else {
 			jv checked = check_state(parsed, workspace_id, &reason);
 			if (jv_is_valid(checked)) {

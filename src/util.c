@@ -249,3 +249,21 @@ int parse_seconds(const char *s, double min, double max, double *out)
 	*out = v;
 	return 0;
 }
+
+char *json_error(jv invalid)
+{
+	jv msg = jv_invalid_get_msg(invalid);
+	char *reason;
+	if (jv_get_kind(msg) == JV_KIND_STRING) {
+		const char *m = jv_string_value(msg);
+		const char *cut = strstr(m, " (while parsing");
+		reason = cut ? xstrndup(m, (size_t)(cut - m)) : xstrdup(m);
+		for (char *c = reason; *c; c++)
+			if (*c == '\n' || *c == '\r')
+				*c = ' ';
+	} else {
+		reason = xstrdup("not valid JSON");
+	}
+	jv_free(msg);
+	return reason;
+}
