@@ -192,19 +192,23 @@ static void start_heartbeat(struct bridge *b);
 static void on_register(void *ctx, const struct http_resp *r)
 {
 	struct bridge *b = ctx;
-	if (r->status >= 200 && r->status < 300) {
-		char *tok = platform_adopted_token(r->body, r->len);
-		if (tok) {
-			/* First registration: the platform hands out the workspace's token
-			 * once. Keep it (0600 state file) or the workspace is lost. */
-			log_add_secret(tok);
-			http_set_token(b->h, tok);
-			free(b->s->token);
-			b->s->token = tok;
-			b->st = jv_object_set(b->st, jv_string("auth_token"), jv_string(tok));
-			log_info("adopted the workspace token handed out at first registration (kept in the state file)");
-			save_state(b, true);
-		}
+	bool ok = r->status >= 200 && r->status < 300;
+	char *tok = ok ? platform_adopted_token(r->body, r->len) : NULL;
+	if (tok) {
+		/* First registration: the platform hands out the workspace's token
+		 * once. Keep it (0600 state file) or the workspace is lost, even when
+		 * the bridge is already stopping. */
+		log_add_secret(tok);
+		http_set_token(b->h, tok);
+		free(b->s->token);
+		b->s->token = tok;
+		b->st = jv_object_set(b->st, jv_string("auth_token"), jv_string(tok));
+		log_info("adopted the workspace token handed out at first registration (kept in the state file)");
+		save_state(b, true);
+	}
+	if (b->phase != PH_REGISTER)
+		return; /* stopped meanwhile */
+	if (ok) {
 		log_info("registered workspace %s at %s", b->s->workspace_id, b->s->api_url);
 		b->phase = PH_RUN;
 		b->next_poll = now_ms();
@@ -413,6 +417,8 @@ static void job_start(struct bridge *b, struct message *m, jv shown);
 
 static bool handler_ready(struct bridge *b)
 {
+	if (b->ib.n_open >= b->s->max_inflight)
+		return false; /* the window: a replayed backlog is handed out bit by bit too */
 	switch (b->mode) {
 	case MODE_FILTER:
 		return !b->out.broken;
@@ -581,6 +587,11 @@ static void on_line(void *ctx, const char *line, size_t len, bool too_long)
 	b->line_no++;
 	if (too_long) {
 		reply_error(b, "longer than %u bytes", REPLY_LINE_MAX);
+		return;
+	}
+	if (memchr(line, '\0', len)) {
+		/* libjq would take it inside a string; it is never meant. */
+		reply_error(b, "contains a NUL byte");
 		return;
 	}
 	size_t i = 0;
@@ -1037,6 +1048,9 @@ static int setup(struct bridge *b, struct settings *s)
 		outchan_init(&b->out, STDOUT_FILENO);
 		b->in_fd = STDIN_FILENO;
 		b->in_eof = false;
+		/* Closed at start-up: a clean stop, no message handed out. */
+		if (s->stdout_closed)
+			b->out.broken = true;
 	}
 
 	sigset_t mask;
@@ -1188,12 +1202,18 @@ int loop_run(struct settings *s)
 		}
 		unsigned nfds = 0;
 		fds[nfds++] = (struct curl_waitfd){ .fd = b.sig_fd, .events = CURL_WAIT_POLLIN };
-		bool watch_in = !b.in_eof && b.in_fd >= 0;
-		bool watch_out = outchan_want_write(&b.out);
+		/* Replies are read once registered: a refused token is reported even
+		 * when input ends at once. */
+		bool watch_in = !b.in_eof && b.in_fd >= 0 && b.phase != PH_REGISTER;
+		/* Stdout is watched even with nothing to write, so a reader that went
+		 * away (| head -n 1) is noticed while its lines sit in the pipe. */
+		bool watch_out = b.out.fd >= 0 && !b.out.broken &&
+				 (outchan_want_write(&b.out) || (b.mode == MODE_FILTER && !b.posts_only));
 		if (watch_in)
 			fds[nfds++] = (struct curl_waitfd){ .fd = b.in_fd, .events = CURL_WAIT_POLLIN };
 		if (watch_out)
-			fds[nfds++] = (struct curl_waitfd){ .fd = b.out.fd, .events = CURL_WAIT_POLLOUT };
+			fds[nfds++] = (struct curl_waitfd){ .fd = b.out.fd,
+				.events = outchan_want_write(&b.out) ? CURL_WAIT_POLLOUT : 0 };
 		for (struct job *j = b.jobs; j; j = j->next) {
 			if (j->p.to_fd >= 0)
 				fds[nfds++] = (struct curl_waitfd){ .fd = j->p.to_fd, .events = CURL_WAIT_POLLOUT };
@@ -1213,11 +1233,11 @@ int loop_run(struct settings *s)
 		if (watch_in && b.in_fd >= 0 && fd_events(b.in_fd, POLLIN))
 			read_input(&b);
 		if (watch_out && b.out.fd >= 0) {
-			short ev = fd_events(b.out.fd, POLLOUT);
-			if (ev & POLLOUT)
-				outchan_flush(&b.out);
-			else if (ev & (POLLERR | POLLHUP | POLLNVAL))
+			short ev = fd_events(b.out.fd, outchan_want_write(&b.out) ? POLLOUT : 0);
+			if (ev & (POLLERR | POLLHUP | POLLNVAL))
 				b.out.broken = true; /* the reader is gone */
+			else if (ev & POLLOUT)
+				outchan_flush(&b.out);
 		}
 		for (struct job *j = b.jobs; j; j = j->next) {
 			if (j->p.to_fd >= 0 && fd_events(j->p.to_fd, POLLOUT))

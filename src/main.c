@@ -14,11 +14,13 @@
 
 /* A closed 0, 1 or 2 would be handed to the next open(): a socket or the state
  * file could then become stdout. Park /dev/null there instead. */
-static int standard_fds_open(void)
+static int standard_fds_open(bool *stdout_closed)
 {
 	for (int fd = 0; fd <= 2; fd++) {
 		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
 			continue;
+		if (fd == STDOUT_FILENO)
+			*stdout_closed = true;
 		int nfd = open("/dev/null", O_RDWR);
 		if (nfd != fd) {
 			if (nfd >= 0)
@@ -48,13 +50,15 @@ static int stdout_close(int rc)
 
 int main(int argc, char **argv)
 {
-	if (standard_fds_open() != 0)
+	bool stdout_closed = false;
+	if (standard_fds_open(&stdout_closed) != 0)
 		return 1;
 	/* A dead reader shows as EPIPE on the write, where it can be handled. */
 	signal(SIGPIPE, SIG_IGN);
 
 	struct settings s;
 	int rc = options_parse(argc, argv, &s);
+	s.stdout_closed = stdout_closed;
 	if (rc >= 0) {
 		settings_free(&s);
 		return rc == 0 ? stdout_close(rc) : rc;

@@ -36,6 +36,8 @@ struct settings {
 	double exec_timeout;
 	long concurrency;
 	long restart_limit;
+	/* Start-up found stdout closed (now /dev/null): nobody can read messages. */
+	bool stdout_closed;
 };
 
 #endif
