@@ -1,0 +1,22 @@
+# Benchmarks: see tests/bench/README.md
+#
+#   make bench                   full run (BENCH_RUNS=3, 60 s idle), writes docs/benchmarks.md
+#   make bench BENCH_QUICK=1     smaller counts, one run, 10 s idle; writes bench-quick.md here
+#
+# Knobs (make variables or environment): BENCH_QUICK, BENCH_RUNS, BENCH_IDLE_SECS,
+# BENCH_LAT_COUNT, BENCH_DOC (where the report goes), BENCH_KEEP (keep the work dir).
+
+EXTRA_DIST += tests/bench/README.md tests/bench/run.sh tests/bench/mcbench.c
+
+# The benchmark's load client, drain waiter and handlers: a plain rule, so that
+# neither `make` nor `make check` builds it.
+tests/bench/mcbench$(EXEEXT): $(top_srcdir)/tests/bench/mcbench.c config.h
+	@$(MKDIR_P) tests/bench
+	$(AM_V_CC)$(CC) $(AM_CPPFLAGS) $(CPPFLAGS) $(AM_CFLAGS) $(CFLAGS) $(CURL_CFLAGS) $(JQ_CFLAGS) \
+		-o $@ $(top_srcdir)/tests/bench/mcbench.c $(AM_LDFLAGS) $(LDFLAGS) $(CURL_LIBS) $(JQ_LIBS)
+
+.PHONY: bench
+bench: molecule-connect$(EXEEXT) tests/fake-platform/fake-platform$(EXEEXT) tests/bench/mcbench$(EXEEXT)
+	BENCH_QUICK='$(BENCH_QUICK)' BENCH_RUNS='$(BENCH_RUNS)' BENCH_IDLE_SECS='$(BENCH_IDLE_SECS)' \
+	BENCH_LAT_COUNT='$(BENCH_LAT_COUNT)' BENCH_DOC='$(BENCH_DOC)' BENCH_KEEP='$(BENCH_KEEP)' \
+	bash $(top_srcdir)/tests/bench/run.sh '$(abs_top_builddir)' '$(abs_top_srcdir)'

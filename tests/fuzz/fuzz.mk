@@ -1,0 +1,83 @@
+# libFuzzer targets: see tests/fuzz/README.md
+#
+#   make fuzz            each target FUZZ_SECONDS (60) on a copy of its seed corpus
+#   make fuzz-smoke      each target FUZZ_SMOKE_SECONDS (10)
+#   make fuzz-regress    replays the seeds and the saved crashes once (fast)
+#
+# The library sources are compiled again here with clang, libFuzzer's coverage
+# and AddressSanitizer + UndefinedBehaviorSanitizer: libmc.a is built with the
+# configured compiler and flags. Everything lands in the build tree.
+
+FUZZ_SECONDS = 60
+FUZZ_SMOKE_SECONDS = 10
+FUZZ_NAMES = reply rows state
+FUZZ_PROGS = tests/fuzz/fuzz_reply tests/fuzz/fuzz_rows tests/fuzz/fuzz_state
+FUZZ_LIB = tests/fuzz/libmc-fuzz.a
+FUZZ_LIB_FILES = \
+	$(top_srcdir)/src/util.c $(top_srcdir)/src/log.c $(top_srcdir)/src/state.c \
+	$(top_srcdir)/src/reply.c $(top_srcdir)/src/emit.c $(top_srcdir)/src/jqprog.c \
+	$(top_srcdir)/src/platform.c $(top_srcdir)/src/inbox.c $(top_srcdir)/src/http.c
+FUZZ_SRC_INCLUDES = \
+	$(top_srcdir)/src/util.h $(top_srcdir)/src/log.h $(top_srcdir)/src/state.h \
+	$(top_srcdir)/src/reply.h $(top_srcdir)/src/emit.h $(top_srcdir)/src/jqprog.h \
+	$(top_srcdir)/src/platform.h $(top_srcdir)/src/inbox.h $(top_srcdir)/src/http.h \
+	$(top_srcdir)/src/settings.h
+FUZZ_CPP_FLAGS = -include $(top_builddir)/config.h -I$(top_builddir) -I$(top_srcdir)/src \
+	$(CURL_CFLAGS) $(JQ_CFLAGS)
+FUZZ_CC_FLAGS = -std=c11 -g -O1 -Wall -Wextra -Wno-unused-parameter \
+	-fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LINK_LIBS = $(CURL_LIBS) $(JQ_LIBS)
+FUZZ_RUN = $(SHELL) $(top_srcdir)/tests/fuzz/fuzz-run.sh
+
+EXTRA_DIST += tests/fuzz/README.md tests/fuzz/fuzz-run.sh tests/fuzz/json.dict \
+	tests/fuzz/fuzz_reply.c tests/fuzz/fuzz_rows.c tests/fuzz/fuzz_state.c tests/fuzz/fuzz_jq.h \
+	tests/fuzz/corpus
+
+fuzz-check-clang:
+	@if test "x$(CLANG)" = xno || test -z "$(CLANG)"; then \
+	  echo "the fuzz targets need clang with libFuzzer (Debian: apt-get install clang), then re-run configure" >&2; \
+	  exit 1; \
+	fi
+
+$(FUZZ_LIB): $(FUZZ_LIB_FILES) $(FUZZ_SRC_INCLUDES) $(top_builddir)/config.h
+	@$(MAKE) $(AM_MAKEFLAGS) fuzz-check-clang
+	$(AM_V_at)rm -rf tests/fuzz/obj $@
+	$(AM_V_at)$(MKDIR_P) tests/fuzz/obj
+	$(AM_V_GEN)for f in $(FUZZ_LIB_FILES); do \
+	  $(CLANG) $(FUZZ_CPP_FLAGS) $(FUZZ_CC_FLAGS) -fsanitize=fuzzer-no-link \
+	    -c "$$f" -o "tests/fuzz/obj/`basename "$$f" .c`.o" || exit 1; \
+	done
+	$(AM_V_at)$(AR) rc $@ tests/fuzz/obj/*.o && $(RANLIB) $@
+
+tests/fuzz/fuzz_reply: $(top_srcdir)/tests/fuzz/fuzz_reply.c $(FUZZ_LIB) $(top_srcdir)/tests/fuzz/fuzz_jq.h
+	$(AM_V_CCLD)$(CLANG) $(FUZZ_CPP_FLAGS) $(FUZZ_CC_FLAGS) -fsanitize=fuzzer \
+	  -o $@ $(top_srcdir)/tests/fuzz/fuzz_reply.c $(FUZZ_LIB) $(FUZZ_LINK_LIBS)
+
+tests/fuzz/fuzz_rows: $(top_srcdir)/tests/fuzz/fuzz_rows.c $(FUZZ_LIB) $(top_srcdir)/tests/fuzz/fuzz_jq.h
+	$(AM_V_CCLD)$(CLANG) $(FUZZ_CPP_FLAGS) $(FUZZ_CC_FLAGS) -fsanitize=fuzzer \
+	  -o $@ $(top_srcdir)/tests/fuzz/fuzz_rows.c $(FUZZ_LIB) $(FUZZ_LINK_LIBS)
+
+tests/fuzz/fuzz_state: $(top_srcdir)/tests/fuzz/fuzz_state.c $(FUZZ_LIB) $(top_srcdir)/tests/fuzz/fuzz_jq.h
+	$(AM_V_CCLD)$(CLANG) $(FUZZ_CPP_FLAGS) $(FUZZ_CC_FLAGS) -fsanitize=fuzzer \
+	  -o $@ $(top_srcdir)/tests/fuzz/fuzz_state.c $(FUZZ_LIB) $(FUZZ_LINK_LIBS)
+
+fuzz-build: $(FUZZ_PROGS)
+
+fuzz: $(FUZZ_PROGS)
+	$(FUZZ_RUN) fuzz '$(abs_top_srcdir)/tests/fuzz' '$(abs_top_builddir)/tests/fuzz' \
+	  $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-smoke: $(FUZZ_PROGS)
+	$(FUZZ_RUN) fuzz '$(abs_top_srcdir)/tests/fuzz' '$(abs_top_builddir)/tests/fuzz' \
+	  $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
+
+fuzz-regress: $(FUZZ_PROGS)
+	$(FUZZ_RUN) regress '$(abs_top_srcdir)/tests/fuzz' '$(abs_top_builddir)/tests/fuzz' \
+	  - $(FUZZ_NAMES)
+
+clean-fuzz:
+	-rm -rf tests/fuzz/obj tests/fuzz/work $(FUZZ_LIB) $(FUZZ_PROGS)
+
+clean-local: clean-fuzz
+
+.PHONY: fuzz fuzz-smoke fuzz-regress fuzz-build fuzz-check-clang clean-fuzz
