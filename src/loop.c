@@ -180,6 +180,9 @@ static bool drained(struct bridge *b)
 {
 	if (outbox_unposted(b->ob) > 0)
 		return false;
+	/* The co-process got end of input: let it finish on its own. */
+	if (b->mode == MODE_COPROC && b->co.pid > 0)
+		return false;
 	if (b->posts_only)
 		return true;
 	return b->ib.n_open == 0;
@@ -704,7 +707,7 @@ static void coproc_exited(struct bridge *b, int status)
 	bool quick = now - b->co.started_at < STABLE_CHILD_MS;
 	b->co.pid = 0;
 	int requeued = inbox_requeue_open(&b->ib);
-	if (b->phase != PH_RUN) {
+	if (b->phase != PH_RUN && b->phase != PH_REGISTER) {
 		log_info("handler ended (%s)", how);
 		free(how);
 		b->posts_only = true;
@@ -1097,7 +1100,8 @@ static void coproc_tick(struct bridge *b, int64_t now)
 {
 	if (b->mode != MODE_COPROC)
 		return;
-	if (b->phase == PH_RUN && b->co.pid == 0 && b->co_restart_at && now >= b->co_restart_at) {
+	if ((b->phase == PH_RUN || b->phase == PH_REGISTER) && b->co.pid == 0 && b->co_restart_at &&
+	    now >= b->co_restart_at) {
 		b->co_restart_at = 0;
 		if (coproc_start(b) != 0) {
 			b->co_failures++;
@@ -1179,12 +1183,12 @@ int loop_run(struct settings *s)
 				wait = min_wait(wait, b.next_poll - now);
 			if (handler_ready(&b))
 				wait = min_wait(wait, inbox_next_due(&b.ib, now));
-			if (b.co_restart_at)
-				wait = min_wait(wait, b.co_restart_at - now);
 		} else if (b.phase == PH_DRAIN) {
 			wait = min_wait(wait, b.drain_deadline - now);
 			wait = min_wait(wait, b.next_heartbeat - now);
 		}
+		if (b.co_restart_at && b.phase != PH_DRAIN)
+			wait = min_wait(wait, b.co_restart_at - now);
 		for (struct job *j = b.jobs; j; j = j->next)
 			if (!j->timed_out)
 				wait = min_wait(wait, j->deadline - now);
