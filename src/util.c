@@ -146,9 +146,17 @@ static void random_fill(unsigned char *buf, size_t n)
 void uuid_new(char out[UUID_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
+	/* Two ids per reply: draw random bytes in batches, not a syscall each. */
+	static unsigned char pool[4096];
+	static size_t left;
+	if (left < 16) {
+		random_fill(pool, sizeof pool);
+		left = sizeof pool;
+	}
 	unsigned char b[16];
-
-	random_fill(b, sizeof b);
+	memcpy(b, pool + sizeof pool - left, sizeof b);
+	memset(pool + sizeof pool - left, 0, sizeof b);
+	left -= sizeof b;
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	char *o = out;
