@@ -265,19 +265,30 @@ void outchan_queue(struct outchan *oc, const char *line, size_t len)
 
 size_t outchan_flush(struct outchan *oc)
 {
-	while (oc->pending.len > 0 && !oc->broken) {
-		size_t n = oc->pending.len;
+	while (oc->pending.len > oc->sent && !oc->broken) {
+		size_t n = oc->pending.len - oc->sent;
 		/* A blocking descriptor is only written when poll said so, and
 		 * then at most PIPE_BUF bytes, which a writable pipe or terminal
 		 * takes without blocking. A regular file never waits for a reader. */
 		bool one_chunk = !oc->nonblock && !oc->regular;
 		if (one_chunk && n > PIPE_BUF)
 			n = PIPE_BUF;
+		const char *from = oc->pending.p + oc->sent;
 		ssize_t w = oc->is_socket
-			? send(oc->fd, oc->pending.p, n, MSG_DONTWAIT | MSG_NOSIGNAL)
-			: write(oc->fd, oc->pending.p, n);
+			? send(oc->fd, from, n, MSG_DONTWAIT | MSG_NOSIGNAL)
+			: write(oc->fd, from, n);
 		if (w > 0) {
-			buf_consume(&oc->pending, (size_t)w);
+			/* Advance instead of moving the rest to the front after every
+			 * write: a 1 MiB line in 64 KiB pipe writes would be copied
+			 * sixteen times over. */
+			oc->sent += (size_t)w;
+			if (oc->sent == oc->pending.len) {
+				oc->pending.len = oc->sent = 0;
+				oc->pending.p[0] = '\0';
+			} else if (oc->sent > oc->pending.len / 2) {
+				buf_consume(&oc->pending, oc->sent);
+				oc->sent = 0;
+			}
 			if (one_chunk)
 				break;
 		} else if (w < 0 && errno == EINTR) {
@@ -289,12 +300,12 @@ size_t outchan_flush(struct outchan *oc)
 			oc->error = w < 0 ? errno : EIO;
 		}
 	}
-	return oc->pending.len;
+	return oc->pending.len - oc->sent;
 }
 
 bool outchan_want_write(const struct outchan *oc)
 {
-	return oc->pending.len > 0 && !oc->broken;
+	return oc->pending.len > oc->sent && !oc->broken;
 }
 
 void outchan_close(struct outchan *oc)
@@ -304,4 +315,5 @@ void outchan_close(struct outchan *oc)
 	oc->fd = -1;
 	oc->own_fd = false;
 	buf_free(&oc->pending);
+	oc->sent = 0;
 }

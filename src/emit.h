@@ -43,6 +43,7 @@ struct outchan {
 	bool is_socket;   /* written with send(MSG_DONTWAIT | MSG_NOSIGNAL) */
 	bool regular;     /* a regular file: writes never wait */
 	struct buf pending;
+	size_t sent;      /* bytes at the front of pending already written */
 };
 void outchan_init(struct outchan *oc, int fd);
 /* Queues line (without newline; one is added). Dropped once broken. */
