@@ -32,7 +32,6 @@
 #define COLD_LIMIT 100                  /* rows per replay-by-time page */
 #define MAX_LIMIT 500                   /* the platform's page cap */
 #define SAVE_EVERY_MS 200               /* coalesce state saves while busy */
-#define ERROR_WINDOW_MS 60000
 #define ERROR_TEXT_MAX 500
 #define EXEC_OUTPUT_MAX (1u << 20)      /* what one --exec child may print */
 #define STABLE_CHILD_MS 10000           /* a co-process that lived this long was not failing */
@@ -55,7 +54,8 @@ struct job {
 
 enum phase { PH_REGISTER, PH_RUN, PH_DRAIN, PH_END };
 
-struct event { int64_t t; bool err; };
+#define ERROR_BUCKETS 60               /* seconds in the error-rate window */
+struct bucket { int64_t sec; long ok, errors; };
 
 struct bridge {
 	struct settings *s;
@@ -91,43 +91,53 @@ struct bridge {
 	bool backlog;            /* the last page was full */
 	bool heartbeat_busy;
 	long handed_out;
-	struct event *events;
-	size_t nevents, capevents;
+	struct bucket buckets[ERROR_BUCKETS];
 	char *sample_error;
 	int save_failures;
 };
 
 /* ---- error rate over a rolling minute ---- */
 
+/* Outcomes are counted in one-second buckets: memory stays the same however
+ * many messages a minute brings. */
+static struct bucket *bucket_at(struct bridge *b, int64_t now)
+{
+	int64_t sec = now / 1000;
+	struct bucket *k = &b->buckets[sec % ERROR_BUCKETS];
+	if (k->sec != sec)
+		*k = (struct bucket){ .sec = sec };
+	return k;
+}
+
 static void record(struct bridge *b, bool err, const char *why)
 {
-	if (b->nevents == b->capevents) {
-		b->capevents = b->capevents ? b->capevents * 2 : 64;
-		b->events = xrealloc(b->events, b->capevents * sizeof *b->events);
-	}
-	b->events[b->nevents++] = (struct event){ now_ms(), err };
-	if (err && why) {
-		free(b->sample_error);
-		b->sample_error = xstrndup(why, 200);
+	struct bucket *k = bucket_at(b, now_ms());
+	if (err) {
+		k->errors++;
+		if (why) {
+			free(b->sample_error);
+			b->sample_error = xstrndup(why, 200);
+		}
+	} else {
+		k->ok++;
 	}
 }
 
 static double error_rate(struct bridge *b, int64_t now)
 {
-	size_t keep = 0;
-	int errs = 0;
-	for (size_t i = 0; i < b->nevents; i++)
-		if (now - b->events[i].t < ERROR_WINDOW_MS) {
-			b->events[keep++] = b->events[i];
-			errs += b->events[i].err;
+	long errs = 0, all = 0;
+	for (int i = 0; i < ERROR_BUCKETS; i++) {
+		const struct bucket *k = &b->buckets[i];
+		if (now / 1000 - k->sec < ERROR_BUCKETS) {
+			errs += k->errors;
+			all += k->errors + k->ok;
 		}
-	b->nevents = keep;
-	if (keep == 0) {
+	}
+	if (errs == 0) {
 		free(b->sample_error);
 		b->sample_error = NULL;
-		return 0;
 	}
-	return (double)errs / (double)keep;
+	return all ? (double)errs / (double)all : 0;
 }
 
 /* ---- state ---- */
@@ -1088,7 +1098,6 @@ static void teardown(struct bridge *b)
 	outchan_close(&b->out);
 	linebuf_free(&b->lb);
 	jv_free(b->st);
-	free(b->events);
 	free(b->sample_error);
 	if (b->sig_fd >= 0)
 		close(b->sig_fd);
