@@ -29,7 +29,10 @@
 
 #define REPLY_LINE_MAX (4u << 20)       /* a reply line: 4 MiB, above the 1 MiB post cap */
 #define POST_BODY_MAX (1u << 20)        /* the platform's request body cap */
-#define COLD_LIMIT 100                  /* rows per replay-by-time page */
+/* Rows per replay-by-time page: the platform's cap. The replay comes newest
+ * first and cannot be paged back, so anything smaller would drop the oldest
+ * messages of a larger backlog inside the --since-secs window. */
+#define COLD_LIMIT 500
 #define MAX_LIMIT 500                   /* the platform's page cap */
 #define SAVE_EVERY_MS 200               /* coalesce state saves while busy */
 #define ERROR_TEXT_MAX 500

@@ -131,6 +131,11 @@ char *platform_notify_body(jv parts)
 				jv_free(f);
 			} else if (k && strcmp(k, "data") == 0) {
 				jv d = jv_object_get(jv_copy(p), jv_string("data"));
+				if (!jv_is_valid(d)) {
+					/* A data part without data: show it as null, never abort. */
+					jv_free(d);
+					d = jv_null();
+				}
 				jv s = jv_dump_string(d, 0);
 				if (text.len)
 					buf_append(&text, "\n", 1);

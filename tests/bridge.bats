@@ -335,6 +335,18 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 		true "first poll"
 }
 
+@test "cold start: a backlog of 300 in the window is replayed whole, in order" {
+	# The replay comes newest first and cannot be paged back: a short page
+	# would drop the oldest messages of the window for good.
+	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":300,\"text\":\"m {n}\",\"age_secs\":5}" >/dev/null
+	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
+	bridge_run --since-secs 30 --once -- \
+		sh -c 'tee -a "$0" | jq -c --unbuffered "$1"' "$T/seen" "$ECHO_JQ"
+	assert_eq "$RUN_STATUS" 0 "exit status"
+	assert_eq "$(jq -s -c '[.[].text] == [range(1; 301) | "m \(.)"]' "$T/seen")" true "all 300, oldest first"
+	assert_eq "$(bridge_posts a2a 'length')" 300 "replies"
+}
+
 @test "heartbeats: regular, well-typed, no runtime_state, and they show the open message" {
 	local msg_id t_ms
 	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN

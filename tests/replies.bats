@@ -304,6 +304,20 @@ replies_done_above() {
 	assert_eq "$(replies_errors)" 0 "reply line errors"
 }
 
+@test "a canvas reply with file and data parts: attachments and JSON text, a data part without data too" {
+	local id
+	queue_msgs "$WS_ID" '{"text":"from a person"}' >/dev/null
+	replies_start
+	wait_until 10 replies_lines 1
+	id=$(replies_id "from a person")
+	printf '{"id":"%s","parts":[{"kind":"text","text":"see"},{"kind":"data","data":{"a":1}},{"kind":"data"},{"kind":"file","file":{"name":"r.txt","uri":"https://x/r.txt","mimeType":"text/plain"}}]}\n' "$id" >&5
+	wait_until 10 replies_posts_at_least notify 1
+	kill -0 "$REPLIES_PID"  # still running: no abort on the odd part
+	assert_eq "$(posts notify | jq -c '[.[].body]')" \
+		'[{"message":"see\n{\"a\":1}\nnull","attachments":[{"uri":"https://x/r.txt","name":"r.txt","mimeType":"text/plain"}]}]' "notify body"
+	assert_eq "$(replies_errors)" 0 "reply line errors"
+}
+
 @test "a second reply to the same id is an error and posts nothing" {
 	local id1 id2
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":2,\"text\":\"m{n}\"}" >/dev/null

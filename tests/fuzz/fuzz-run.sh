@@ -21,44 +21,56 @@ max_len() {
 	esac
 }
 
-status=0
-for name in "$@"; do
-	bin=$workdir/fuzz_$name
-	run=$workdir/work/$name
-	mkdir -p "$run/corpus" || exit 1
-	log=$run/fuzz.log
-	common="-rss_limit_mb=2048 -timeout=20 -max_len=$(max_len "$name") -dict=$srcdir/json.dict"
+# A bound on each run: a target that hangs (outside the per-input -timeout,
+# at start or at exit) fails, loudly, instead of stalling CI.
+bound=""
+if command -v timeout >/dev/null 2>&1; then
+	case $mode in
+	fuzz) bound="timeout -k 10 $((seconds + 300))" ;;
+	*) bound="timeout -k 10 600" ;;
+	esac
+fi
+
+# run_target NAME: one run of fuzz_NAME; its status in rc, its output in $log.
+run_target() {
+	common="-rss_limit_mb=2048 -timeout=20 -max_len=$(max_len "$1") -dict=$srcdir/json.dict"
+	# Findings of an earlier run move aside: what is left after this run is its own.
+	for f in "$run"/crash-* "$run"/leak-* "$run"/timeout-* "$run"/oom-* "$run"/slow-unit-*; do
+		[ -f "$f" ] || continue
+		mkdir -p "$run/previous" && mv -f "$f" "$run/previous/"
+	done
 	case $mode in
 	fuzz)
 		# The corpus is a copy: the source tree is never written. It keeps
 		# what earlier runs found, plus the seeds and the saved crashes.
-		for d in "$srcdir/corpus/$name" "$srcdir/regressions/$name"; do
+		for d in "$srcdir/corpus/$1" "$srcdir/regressions/$1"; do
 			[ -d "$d" ] && cp -f "$d"/* "$run/corpus/" 2>/dev/null
 		done
-		echo "fuzz_$name: fuzzing for ${seconds} s (log: $log)"
+		echo "fuzz_$1: fuzzing for ${seconds} s (log: $log)"
 		# -close_fd_mask=2: the library's own error lines (bad rows are
 		# logged) would flood the log; sanitizer reports still show.
 		# shellcheck disable=SC2086
-		"$bin" $common -max_total_time="$seconds" -print_final_stats=1 \
+		$bound "$bin" $common -max_total_time="$seconds" -print_final_stats=1 \
 			-close_fd_mask=2 -artifact_prefix="$run/" "$run/corpus" >"$log" 2>&1
 		rc=$?
 		;;
 	regress)
-		files=$(for d in "$srcdir/corpus/$name" "$srcdir/regressions/$name"; do
+		files=$(for d in "$srcdir/corpus/$1" "$srcdir/regressions/$1"; do
 			[ -d "$d" ] && find "$d" -type f ! -name 'README*'
 		done)
 		n=$(printf '%s\n' "$files" | grep -c .)
-		echo "fuzz_$name: replaying $n inputs (log: $log)"
+		echo "fuzz_$1: replaying $n inputs (log: $log)"
 		if [ "$n" -eq 0 ]; then
 			: >"$log"
-			continue
+			rc=0
+			return
 		fi
 		# Each file is run once; a crash, leak or sanitizer report fails.
 		# Full stacks for leaks through libjq (built without frame pointers).
 		# shellcheck disable=SC2086
 		printf '%s\n' "$files" | tr '\n' '\0' |
 			ASAN_OPTIONS=${ASAN_OPTIONS:-fast_unwind_on_malloc=0} \
-			xargs -0 "$bin" $common -runs=1 >"$log" 2>&1
+			xargs -0 $bound "$bin" $common -runs=1 >"$log" 2>&1
 		rc=$?
 		;;
 	*)
@@ -66,6 +78,15 @@ for name in "$@"; do
 		exit 2
 		;;
 	esac
+}
+
+status=0
+for name in "$@"; do
+	bin=$workdir/fuzz_$name
+	run=$workdir/work/$name
+	mkdir -p "$run/corpus" || exit 1
+	log=$run/fuzz.log
+	run_target "$name"
 	if [ "$rc" -ne 0 ]; then
 		status=1
 		echo "FAIL: fuzz_$name exited with status $rc; the end of its log:" >&2

@@ -31,7 +31,7 @@ FUZZ_RUN = $(SHELL) $(top_srcdir)/tests/fuzz/fuzz-run.sh
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/fuzz-run.sh tests/fuzz/json.dict \
 	tests/fuzz/fuzz_reply.c tests/fuzz/fuzz_rows.c tests/fuzz/fuzz_state.c tests/fuzz/fuzz_jq.h \
-	tests/fuzz/corpus
+	tests/fuzz/corpus tests/fuzz/regressions
 
 fuzz-check-clang:
 	@if test "x$(CLANG)" = xno || test -z "$(CLANG)"; then \

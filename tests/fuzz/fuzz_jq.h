@@ -12,7 +12,8 @@
  * freed is what libjq lost: it is freed here, so the heap stays balanced (an
  * unbalanced run makes libFuzzer scan the whole heap for leaks, ten times
  * slower), and the target leaves that input (or line) out instead of handing
- * it to the code under test. Call jq16_init() once, from LLVMFuzzerInitialize. */
+ * it to the code under test. Only the calling thread's allocations are watched.
+ * Call jq16_init() once, from LLVMFuzzerInitialize. */
 #ifndef MC_FUZZ_JQ_H
 #define MC_FUZZ_JQ_H
 
@@ -33,7 +34,10 @@
 static uintptr_t jq16_live[JQ16_SLOTS];
 static uint32_t jq16_touched[JQ16_SLOTS / 2]; /* slots used, to reset only those */
 static size_t jq16_count, jq16_used;
-static bool jq16_watching, jq16_overflow;
+static bool jq16_overflow;
+/* Per thread: libFuzzer's RSS thread allocates too (pthread_getattr_np), and
+ * a block of its own must never be taken for one libjq lost. */
+static _Thread_local bool jq16_watching;
 
 static inline size_t jq16_slot(uintptr_t p)
 {

@@ -240,9 +240,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(ib.n_open >= 0);
 	check_state(inbox_state(&ib, jv_object()));
 
-	/* The same page again (a re-seed after a 410): nothing is queued twice. */
+	/* A 410, then the same page again by time: nothing is queued twice. */
+	inbox_reseed(&ib);
+	CHECK(ib.fetch_cursor[0] == '\0');
 	int again = inbox_add_rows(&ib, sorted);
 	CHECK(again == 0);
+	CHECK(inbox_next_due(&ib, now) >= -1);
+	inbox_caught_up(&ib);
 	check_state(inbox_state(&ib, jv_object()));
 
 	/* The handler died: open messages go back, then everything is acked. */

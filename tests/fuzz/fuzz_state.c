@@ -226,6 +226,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(same(reply_keys(saved2), reply_keys(saved)));
 	jv_free(saved2);
 
+	/* The kept replies are posted: none is kept any more, and every one of
+	 * them is remembered as done (its row must not be handed out again). */
+	inbox_init(&ib, ws, again);
+	while (ib.orphans)
+		inbox_orphan_done(&ib, ib.orphans);
+	jv posted = inbox_state(&ib, jv_copy(again));
+	inbox_free(&ib);
+	jv replies = get(posted, "replies");
+	CHECK(jv_get_kind(replies) == JV_KIND_ARRAY && jv_array_length(replies) == 0);
+	jv done = done_set(posted);
+	jv kept = get(saved, "replies");
+	jv_array_foreach(kept, i, r) {
+		jv id = get(r, "id");
+		bool found = false;
+		jv_array_foreach(done, j, d) {
+			found = found || jv_equal(jv_copy(d), jv_copy(id));
+			jv_free(d);
+		}
+		CHECK(found);
+		jv_free(id);
+		jv_free(r);
+	}
+	jv_free(kept);
+	jv_free(done);
+	jv_free(posted);
+
 	jv_free(again);
 	jv_free(saved);
 	jv_free(st);
