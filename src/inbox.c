@@ -29,6 +29,14 @@ static void recent_add(struct inbox *ib, const char *id)
 	memcpy(slot, id, UUID_LEN + 1);
 	ib->recent = set_add(ib->recent, id);
 	ib->recent_pos = (ib->recent_pos + 1) % RECENT;
+	if (ib->recent_pos == 0) {
+		/* libjq 1.6 never reuses a deleted slot: rebuild the set from the
+		 * ring once per turn, or it grows with every message ever done. */
+		jv_free(ib->recent);
+		ib->recent = jv_object();
+		for (int i = 0; i < RECENT; i++)
+			ib->recent = set_add(ib->recent, ib->recent_ring[i]);
+	}
 }
 
 static void message_free(struct message *m)

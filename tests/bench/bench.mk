@@ -4,7 +4,8 @@
 #   make bench BENCH_QUICK=1     smaller counts, one run, 10 s idle; writes bench-quick.md here
 #
 # Knobs (make variables or environment): BENCH_QUICK, BENCH_RUNS, BENCH_IDLE_SECS,
-# BENCH_LAT_COUNT, BENCH_DOC (where the report goes), BENCH_KEEP (keep the work dir).
+# BENCH_LAT_COUNT, BENCH_DOC (where the report goes), BENCH_KEEP (keep the work dir),
+# BENCH_PROFILE=strace|perf|callgrind (profile one drain instead), BENCH_PROFILE_N.
 
 EXTRA_DIST += tests/bench/README.md tests/bench/run.sh tests/bench/mcbench.c
 
@@ -19,4 +20,5 @@ tests/bench/mcbench$(EXEEXT): $(top_srcdir)/tests/bench/mcbench.c config.h
 bench: molecule-connect$(EXEEXT) tests/fake-platform/fake-platform$(EXEEXT) tests/bench/mcbench$(EXEEXT)
 	BENCH_QUICK='$(BENCH_QUICK)' BENCH_RUNS='$(BENCH_RUNS)' BENCH_IDLE_SECS='$(BENCH_IDLE_SECS)' \
 	BENCH_LAT_COUNT='$(BENCH_LAT_COUNT)' BENCH_DOC='$(BENCH_DOC)' BENCH_KEEP='$(BENCH_KEEP)' \
+	BENCH_PROFILE='$(BENCH_PROFILE)' BENCH_PROFILE_N='$(BENCH_PROFILE_N)' \
 	bash $(top_srcdir)/tests/bench/run.sh '$(abs_top_builddir)' '$(abs_top_srcdir)'

@@ -423,7 +423,7 @@ static int cmd_trickle(struct opts *o)
 /* ---------- wait: until the replies are in, sampling the bridge ---------- */
 
 struct procstat {
-	long rss_kb, hwm_kb, vctx, nvctx;
+	long rss_kb, hwm_kb, anon_kb, vctx, nvctx;
 	double cpu_s;
 	bool alive;
 };
@@ -459,7 +459,7 @@ static double cpu_of(int pid)
 
 static struct procstat sample(int pid)
 {
-	struct procstat s = { .rss_kb = -1, .hwm_kb = -1, .cpu_s = -1 };
+	struct procstat s = { .rss_kb = -1, .hwm_kb = -1, .anon_kb = -1, .cpu_s = -1 };
 	char path[64], text[4096];
 	snprintf(path, sizeof path, "/proc/%d/status", pid);
 	int fd = open(path, O_RDONLY);
@@ -473,6 +473,7 @@ static struct procstat sample(int pid)
 	s.alive = true;
 	s.rss_kb = status_field(text, "VmRSS:");
 	s.hwm_kb = status_field(text, "VmHWM:");
+	s.anon_kb = status_field(text, "RssAnon:");
 	s.vctx = status_field(text, "\nvoluntary_ctxt_switches:");
 	s.nvctx = status_field(text, "nonvoluntary_ctxt_switches:");
 	s.cpu_s = cpu_of(pid);
@@ -591,10 +592,10 @@ static int cmd_wait(struct opts *o)
 	jv_free(reqs);
 	printf("{\"done\":%ld,\"timed_out\":%s,\"first_req_ms\":%.0f,\"last_post_ms\":%.0f,"
 	       "\"posts_ok\":%ld,\"posts\":%ld,\"gets\":%ld,\"other_reqs\":%ld,"
-	       "\"rss_kb\":%ld,\"hwm_kb\":%ld,\"cpu_s\":%.3f,\"vctx\":%ld,\"nvctx\":%ld,"
+	       "\"rss_kb\":%ld,\"hwm_kb\":%ld,\"anon_kb\":%ld,\"cpu_s\":%.3f,\"vctx\":%ld,\"nvctx\":%ld,"
 	       "\"handler_cpu_s\":%.3f,\"fake_cpu_s\":%.3f}\n",
 	       done, timed_out ? "true" : "false", first_ms, last_post_ms, posts_ok, posts, gets,
-	       others, last.rss_kb, last.hwm_kb, last.cpu_s, last.vctx, last.nvctx, child_cpu,
+	       others, last.rss_kb, last.hwm_kb, last.anon_kb, last.cpu_s, last.vctx, last.nvctx, child_cpu,
 	       fake0 >= 0 && fake1 >= 0 ? fake1 - fake0 : -1.0);
 	free(list);
 	client_free(&c);
