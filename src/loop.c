@@ -150,9 +150,8 @@ static void save_state(struct bridge *b, bool force)
 	int64_t now = now_ms();
 	if (!b->ib.dirty && !force)
 		return;
-	/* Coalesced, replies included: a reply not yet saved when the bridge
-	 * dies leaves its message not done, and it is handed out again. */
-	if (!force && now - b->last_save < SAVE_EVERY_MS)
+	/* Coalesced, but a reply just read is saved at once, before its post. */
+	if (!force && !b->ib.replies_dirty && now - b->last_save < SAVE_EVERY_MS)
 		return;
 	b->st = inbox_state(&b->ib, b->st);
 	char *err = NULL;
