@@ -145,11 +145,11 @@ coproc_active_tasks() {
 	grep -qx "MOLECULE_WORKSPACE_ID=$WS_ID" "$T/env"
 	run grep -c '^MOLECULE_WORKSPACE_TOKEN=' "$T/env"
 	assert_eq "$output" 0 "MOLECULE_WORKSPACE_TOKEN lines in the co-process environment"
-	run grep -cF "$WS_TOKEN" "$T/env"
+	run grep -cF -e "$WS_TOKEN" "$T/env"
 	assert_eq "$output" 0 "lines of the co-process environment holding the token"
 	# The running handler (jq after exec): neither its argv nor its environment holds it.
 	[ -r "/proc/$pid/cmdline" ]
-	run grep -caF "$WS_TOKEN" "/proc/$pid/cmdline" "/proc/$pid/environ" "/proc/$COPROC_PID/cmdline"
+	run grep -caF -e "$WS_TOKEN" "/proc/$pid/cmdline" "/proc/$pid/environ" "/proc/$COPROC_PID/cmdline"
 	assert_eq "$output" $'/proc/'"$pid"$'/cmdline:0\n/proc/'"$pid"$'/environ:0\n/proc/'"$COPROC_PID"'/cmdline:0' "token in /proc"
 	# It leads its own process group (signals reach whatever it starts).
 	assert_eq "$(ps -o pgid= -p "$pid" | tr -d ' ')" "$pid" "co-process group id"

@@ -136,7 +136,7 @@ exec_error_heartbeat() {
 	grep -qx "MOLECULE_METHOD=message/send" "$e"
 	run grep -c '^MOLECULE_WORKSPACE_TOKEN=' "$T/env.$peer_msg" "$T/env.$canvas_msg"
 	assert_eq "$output" "$T/env.$peer_msg:0"$'\n'"$T/env.$canvas_msg:0" "token variable in the environment"
-	run grep -cF "$WS_TOKEN" "$T/env.$peer_msg" "$T/env.$canvas_msg"
+	run grep -cF -e "$WS_TOKEN" "$T/env.$peer_msg" "$T/env.$canvas_msg"
 	assert_eq "$output" "$T/env.$peer_msg:0"$'\n'"$T/env.$canvas_msg:0" "token value in the environment"
 }
 
