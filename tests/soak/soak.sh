@@ -133,8 +133,8 @@ jq -r --argjson kills "$(jq -R -s 'split("\n") | map(select(length > 0) | split(
 	     | ($pos[$st.last_since_id // ""] // -1) as $c
 	     | {k: $k, done: ([$msgs[0:($c + 1)][] .id] + ($st.done_ids // []))} ] as $done_at
 	| ([ $done_at[] | .k as $k | .done[] | . as $id
-	     | ($msgs[$pos[$id] // -1] // null) as $m
-	     | select($m != null)
+	     # (done_ids also holds rows that are no message, such as notify echoes)
+	     | select($pos[$id] != null) | $msgs[$pos[$id]] as $m
 	     | $m.request_body.params.message.parts[0].text as $tx
 	     | ($per[] | select(.text == $tx) | .all[] | select(. > $kills[$k].t)) ] | length) as $redone
 	| ([ $replies | group_by(.to)[] | map(.text) | reduce .[] as $t ({seen: {}, order: []};
