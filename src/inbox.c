@@ -365,8 +365,10 @@ void inbox_answer(struct inbox *ib, struct message *m, char *path, char *body)
 	m->post_path = path;
 	m->post_body = body;
 	m->state = MSG_ANSWERED;
+	if (!m->unsaved)
+		ib->unsaved_replies++;
+	m->unsaved = true;
 	ib->dirty = true;
-	ib->replies_dirty = true;
 }
 
 static void finish(struct inbox *ib, struct message *m)
@@ -374,6 +376,9 @@ static void finish(struct inbox *ib, struct message *m)
 	if (m->state != MSG_QUEUED && m->state != MSG_DONE)
 		ib->n_open--;
 	m->state = MSG_DONE;
+	if (m->unsaved)
+		ib->unsaved_replies--;
+	m->unsaved = false;
 	free(m->post_path);
 	free(m->post_body);
 	m->post_path = m->post_body = NULL;
@@ -447,10 +452,11 @@ jv inbox_state(struct inbox *ib, jv st)
 			done = jv_array_append(done, jv_string(m->id));
 		else if ((m->state == MSG_ANSWERED || m->state == MSG_POSTING) && m->post_body)
 			replies = jv_array_append(replies, reply_entry(m));
+		m->unsaved = false;
 	}
 	st = jv_object_set(st, jv_string("done_ids"), done);
 	st = jv_object_set(st, jv_string("replies"), replies);
 	ib->dirty = false;
-	ib->replies_dirty = false;
+	ib->unsaved_replies = 0;
 	return st;
 }

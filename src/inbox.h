@@ -25,6 +25,7 @@ struct message {
 	jv line;                /* the message object (before --filter); null once handed out for good */
 	enum msg_state state;
 	bool orphan;            /* a reply kept from before a restart: not in the list */
+	bool unsaved;           /* ANSWERED/POSTING: its reply is not in the state file yet */
 	int64_t not_before;     /* QUEUED: not handed out before (monotonic ms) */
 	int64_t opened_at;
 	int handouts;
@@ -46,7 +47,7 @@ struct inbox {
 	char (*recent_ring)[UUID_LEN + 1];
 	int recent_pos;
 	bool dirty;                  /* something the state file holds has changed */
-	bool replies_dirty;          /* a reply was read and not yet saved */
+	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
 };
 
 /* st: the loaded state object (not consumed). */

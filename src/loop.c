@@ -35,6 +35,7 @@
 #define COLD_LIMIT 500
 #define MAX_LIMIT 500                   /* the platform's page cap */
 #define SAVE_EVERY_MS 200               /* coalesce state saves while busy */
+#define REPLY_SAVE_MS 50                /* a reply read and not posted is saved within this */
 #define ERROR_TEXT_MAX 500
 #define EXEC_OUTPUT_MAX (1u << 20)      /* what one --exec child may print */
 #define STABLE_CHILD_MS 10000           /* a co-process that lived this long was not failing */
@@ -88,6 +89,9 @@ struct bridge {
 	bool posts_only;         /* draining: no handler will answer any more */
 	int signals;
 	int64_t started, next_poll, next_heartbeat, drain_deadline, last_save, cold_since;
+	int64_t dirty_since;            /* when unsaved changes were first seen (0: none) */
+	int64_t unsaved_since;          /* when replies not in the state file were first seen (0: none) */
+	bool in_nonblock;               /* in_fd is ours and non-blocking: drain it */
 	int poll_failures;
 	struct http_req *poll_req;
 	long poll_limit;         /* the page size asked for: a full page means more may wait */
@@ -145,15 +149,38 @@ static double error_rate(struct bridge *b, int64_t now)
 
 /* ---- state ---- */
 
+/* When the next save is due (a time in now_ms() terms), or -1 for none. Saves
+ * are coalesced: a reply goes to the platform at once, and is written to the
+ * state file only if it is still unposted REPLY_SAVE_MS after it was read
+ * (posts usually take far less); other changes wait up to SAVE_EVERY_MS. A
+ * crash before that save leaves its message not done: it is handed out again,
+ * never lost. */
+static int64_t save_due(struct bridge *b, int64_t now)
+{
+	if (b->ib.unsaved_replies == 0)
+		b->unsaved_since = 0;
+	else if (b->unsaved_since == 0)
+		b->unsaved_since = now;
+	if (!b->ib.dirty) {
+		b->dirty_since = 0;
+		return -1;
+	}
+	if (b->dirty_since == 0)
+		b->dirty_since = now;
+	int64_t due = b->dirty_since + SAVE_EVERY_MS;
+	if (b->unsaved_since && b->unsaved_since + REPLY_SAVE_MS < due)
+		due = b->unsaved_since + REPLY_SAVE_MS;
+	return due;
+}
+
 static void save_state(struct bridge *b, bool force)
 {
 	int64_t now = now_ms();
-	if (!b->ib.dirty && !force)
-		return;
-	/* Coalesced, but a reply just read is saved at once, before its post. */
-	if (!force && !b->ib.replies_dirty && now - b->last_save < SAVE_EVERY_MS)
+	int64_t due = save_due(b, now);
+	if (!force && (due < 0 || now < due))
 		return;
 	b->st = inbox_state(&b->ib, b->st);
+	b->unsaved_since = b->dirty_since = 0;
 	char *err = NULL;
 	if (state_save(b->s->state_dir, b->s->workspace_id, b->st, &err) != 0) {
 		/* Nothing is lost: the saved cursor just stays behind. Say so, not in a flood. */
@@ -644,7 +671,7 @@ static void read_input(struct bridge *b)
 	char chunk[65536];
 	/* An inherited stdin stays blocking (its flags are shared with our parent),
 	 * so it is read once per readiness; our own pipes are drained. */
-	bool nonblock = (fcntl(b->in_fd, F_GETFL) & O_NONBLOCK) != 0;
+	bool nonblock = b->in_nonblock;
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n = read(b->in_fd, chunk, sizeof chunk);
 		if (n > 0) {
@@ -690,6 +717,7 @@ static int coproc_start(struct bridge *b)
 	outchan_close(&b->out);
 	outchan_init(&b->out, b->co.to_fd);
 	b->in_fd = b->co.from_fd;
+	b->in_nonblock = true;
 	b->in_eof = false;
 	linebuf_free(&b->lb);
 	linebuf_init(&b->lb, REPLY_LINE_MAX);
@@ -1064,6 +1092,8 @@ static int setup(struct bridge *b, struct settings *s)
 	if (b->mode == MODE_FILTER) {
 		outchan_init(&b->out, STDOUT_FILENO);
 		b->in_fd = STDIN_FILENO;
+		/* An inherited stdin stays blocking (its flags are shared with our parent). */
+		b->in_nonblock = (fcntl(STDIN_FILENO, F_GETFL) & O_NONBLOCK) != 0;
 		b->in_eof = false;
 		/* Closed at start-up: a clean stop, no message handed out. */
 		if (s->stdout_closed)
@@ -1181,11 +1211,12 @@ int loop_run(struct settings *s)
 			log_info("output closed: stopping");
 			begin_drain(&b, "output closed", true);
 		}
-		save_state(&b, false);
 		unsigned long finished = http_completed(b.h);
 		http_process(b.h, now);
 		if (b.phase == PH_END)
 			break;
+		/* After the requests went out: the platform works while we write. */
+		save_state(&b, false);
 
 		/* How long to sleep: the nearest timer. */
 		now = now_ms();
@@ -1206,8 +1237,9 @@ int loop_run(struct settings *s)
 			if (!j->timed_out)
 				wait = min_wait(wait, j->deadline - now);
 		wait = min_wait(wait, http_next_due(b.h, now));
-		if (b.ib.dirty)
-			wait = min_wait(wait, SAVE_EVERY_MS);
+		int64_t due = save_due(&b, now);
+		if (due >= 0)
+			wait = min_wait(wait, due > now ? due - now : 0);
 		/* Answers that just came in may have made work: look again at once. */
 		if (wait < 0 || http_completed(b.h) != finished)
 			wait = 0;
@@ -1226,6 +1258,7 @@ int loop_run(struct settings *s)
 		 * away (| head -n 1) is noticed while its lines sit in the pipe. */
 		bool watch_out = b.out.fd >= 0 && !b.out.broken &&
 				 (outchan_want_write(&b.out) || (b.mode == MODE_FILTER && !b.posts_only));
+		unsigned in_i = nfds;
 		if (watch_in)
 			fds[nfds++] = (struct curl_waitfd){ .fd = b.in_fd, .events = CURL_WAIT_POLLIN };
 		if (watch_out)
@@ -1244,12 +1277,19 @@ int loop_run(struct settings *s)
 			b.exit_status = 1;
 			break;
 		}
-		handle_signals(&b);
+		/* Timed out: nothing is ready. */
+		if (numfds == 0)
+			continue;
+		if (fds[0].revents)
+			handle_signals(&b);
 		/* curl_multi_poll reports only POLLIN/POLLOUT/POLLPRI for our
-		 * descriptors, so hang-ups and errors are asked of poll(2) itself. */
-		if (watch_in && b.in_fd >= 0 && fd_events(b.in_fd, POLLIN))
+		 * descriptors, so hang-ups and errors are asked of poll(2) itself
+		 * when it did not say "readable". */
+		if (watch_in && b.in_fd >= 0 &&
+		    ((fds[in_i].revents & CURL_WAIT_POLLIN) || fd_events(b.in_fd, POLLIN)))
 			read_input(&b);
 		if (watch_out && b.out.fd >= 0) {
+			/* (libcurl may report an error as readable and writable.) */
 			short ev = fd_events(b.out.fd, outchan_want_write(&b.out) ? POLLOUT : 0);
 			if (ev & (POLLERR | POLLHUP | POLLNVAL))
 				b.out.broken = true; /* the reader is gone */

@@ -54,7 +54,7 @@ int main(void)
 {
 	char b1[512];
 	log_init(-1, false);
-	plan(33);
+	plan(37);
 
 	struct inbox ib;
 	jv st = fresh();
@@ -87,8 +87,11 @@ int main(void)
 	is_str(str(st, "last_since_id", b1, sizeof b1), ids[1], "cursor saved");
 
 	/* Answered but not posted: kept as a reply. */
+	is_int(ib.unsaved_replies, 0, "no reply read yet");
 	inbox_answer(&ib, m3, xstrdup("/workspaces/" PEER "/a2a"), xstrdup("{\"x\":1}"));
+	is_int(ib.unsaved_replies, 1, "a reply read is unsaved");
 	st = inbox_state(&ib, st);
+	is_int(ib.unsaved_replies, 0, "saved with the state");
 	is_str(str(st, "replies", b1, sizeof b1),
 	       "[{\"id\":\"aaaaaaaa-0000-4000-8000-000000000003\",\"path\":\"/workspaces/" PEER "/a2a\",\"body\":{\"x\":1}}]",
 	       "unposted reply saved with its path and body");
@@ -106,7 +109,9 @@ int main(void)
 	m = inbox_next_queued(&ib, 0);
 	ok(m && strcmp(m->id, ids[4]) == 0, "the fifth is handed out");
 	inbox_open(&ib, m, 0);
+	inbox_answer(&ib, m, xstrdup("/workspaces/" PEER "/a2a"), xstrdup("{}"));
 	inbox_done(&ib, m);
+	is_int(ib.unsaved_replies, 0, "a reply posted before a save needs none");
 	is_str(ib.cursor, ids[1], "cursor held by the posting reply");
 	inbox_orphan_done(&ib, ib.orphans);
 	is_str(ib.cursor, ids[4], "kept reply posted: cursor moves over all");
