@@ -288,21 +288,37 @@ jv parts_text_jv(jv parts)
 		return text;
 	int n = jv_array_length(jv_copy(parts));
 	int joined = 0;
+	/* One text part, the usual case, is shared rather than copied; more are
+	 * joined in a buffer (jv_string_concat doubles its allocation). */
+	struct buf many = { 0 };
 	for (int i = 0; i < n; i++) {
 		jv part = jv_array_get(jv_copy(parts), i);
 		const char *kind = jv_get_kind(part) == JV_KIND_OBJECT ? part_kind(part) : NULL;
 		if (kind && strcmp(kind, "text") == 0) {
 			jv t = get_key(part, "text");
 			if (jv_get_kind(t) == JV_KIND_STRING) {
-				if (joined++)
-					text = jv_string_append_str(text, "\n");
-				text = jv_string_concat(text, t);
+				if (joined++ == 0) {
+					jv_free(text);
+					text = t;
+				} else {
+					if (joined == 2)
+						buf_append(&many, jv_string_value(text),
+							   (size_t)jv_string_length_bytes(jv_copy(text)));
+					buf_append(&many, "\n", 1);
+					buf_append(&many, jv_string_value(t), (size_t)jv_string_length_bytes(jv_copy(t)));
+					jv_free(t);
+				}
 			} else {
 				jv_free(t);
 			}
 		}
 		jv_free(part);
 	}
+	if (joined > 1) {
+		jv_free(text);
+		text = jv_string_sized(many.p, (int)many.len);
+	}
+	buf_free(&many);
 	return text;
 }
 

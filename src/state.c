@@ -422,7 +422,8 @@ int state_save(const char *dir, const char *workspace_id, jv st, char **err)
 	}
 
 	char *tmp = dir_file(dir, ".", workspace_id, ".json.XXXXXX");
-	jv dumped = jv_dump_string(jv_copy(st), 0);
+	size_t dumped_len = 0;
+	char *dumped = json_dump(jv_copy(st), &dumped_len);
 	const char *step = NULL;
 	int e = 0;
 	bool tmp_exists = false;
@@ -439,7 +440,7 @@ int state_save(const char *dir, const char *workspace_id, jv st, char **err)
 		step = "set mode";
 		goto fail_errno;
 	}
-	if (write_all(fd, jv_string_value(dumped), (size_t)jv_string_length_bytes(jv_copy(dumped))) < 0 ||
+	if (write_all(fd, dumped, dumped_len) < 0 ||
 	    write_all(fd, "\n", 1) < 0) {
 		step = "write";
 		goto fail_errno;
@@ -479,7 +480,7 @@ int state_save(const char *dir, const char *workspace_id, jv st, char **err)
 	}
 	close(dfd);
 
-	jv_free(dumped);
+	free(dumped);
 	free(tmp);
 	free(path);
 	return 0;
@@ -492,7 +493,7 @@ fail:
 	if (tmp_exists)
 		unlink(tmp);
 	*err = xasprintf("cannot save state file %s: %s: %s", path, step, strerror(e));
-	jv_free(dumped);
+	free(dumped);
 	free(tmp);
 	free(path);
 	return -1;

@@ -38,6 +38,13 @@ void buf_free(struct buf *b);
 #include <jv.h>
 char *json_error(jv invalid);
 
+/* Appends v (consumed) to b as compact JSON, byte for byte what
+ * jv_dump_string(v, 0) writes, but in runs rather than a character at a
+ * time through a growing jv string (a 1 MiB text took 40 ms that way). */
+void json_write(struct buf *b, jv v);
+/* The same into a new string (caller frees); its length in *len if not NULL. */
+char *json_dump(jv v, size_t *len);
+
 /* Strict number parsing for options: whole string, range-checked. 0 on success. */
 int parse_long(const char *s, long min, long max, long *out);
 /* Seconds with an optional fraction ("1", "0.25"); 0 on success. */

@@ -337,9 +337,45 @@ static void test_fatal(void)
 	free(out);
 }
 
+/* json_dump writes what jv_dump_string(v, 0) writes, for every kind of value. */
+static void test_json_dump(void)
+{
+	static const char *cases[] = {
+		"null", "true", "false", "0", "-1", "1.5", "1e300", "123456789012", "-0.25",
+		"\"\"", "\"plain text\"", "\"quote \\\" and backslash \\\\\"",
+		"\"\\u0000\\u0001\\b\\t\\n\\f\\r\\u001f \\u007f\"",
+		"\"caf\u00e9 \u65e5\u672c \\ud83d\\ude00 /\"",
+		"[]", "{}", "[1,[2,[3,{}]],\"x\"]",
+		"{\"b\":1,\"a\":{\"z\":[null,true],\"y\":\"\\n\"},\"\":\"empty key\"}",
+		"{\"k\\u0001\\\"\":\"v\"}",
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		jv v = jv_parse(cases[i]);
+		jv want = jv_dump_string(jv_copy(v), 0);
+		size_t len = 0;
+		char *got = json_dump(v, &len);
+		is_str(got, jv_string_value(want), cases[i]);
+		is_int((long long)len, (long long)strlen(jv_string_value(want)), "json_dump reports the length");
+		free(got);
+		jv_free(want);
+	}
+	/* A text of a million characters with specials spread through it. */
+	struct buf big = { 0 };
+	for (int i = 0; i < 100000; i++)
+		buf_append(&big, i % 7 == 0 ? "ab\"c\\d\ne\x01" "f" : "0123456789", 10);
+	jv v = jv_string_sized(big.p, (int)big.len);
+	jv want = jv_dump_string(jv_copy(v), 0);
+	char *got = json_dump(v, NULL);
+	ok(strcmp(got, jv_string_value(want)) == 0, "json_dump matches on a 1 MB text with escapes");
+	free(got);
+	jv_free(want);
+	buf_free(&big);
+}
+
 int main(void)
 {
-	plan(86);
+	plan(125);
+	test_json_dump();
 	test_uuid_valid();
 	test_uuid_new();
 	test_parse_long();
