@@ -53,6 +53,20 @@ static jv describe(jv v /* not consumed */)
 {
 	char tmp[64];
 	jv_dump_string_trunc(jv_copy(v), tmp, sizeof tmp);
+	/* The cut falls after a byte, maybe inside a character: drop what is left
+	 * of that character, or the message would show U+FFFD before the dots. */
+	size_t n = strlen(tmp);
+	if (n == sizeof tmp - 1 && memcmp(tmp + n - 3, "...", 3) == 0) {
+		size_t end = n - 3, start = end;
+		while (start > 0 && ((unsigned char)tmp[start - 1] & 0xc0) == 0x80)
+			start--;
+		if (start > 0 && ((unsigned char)tmp[start - 1] & 0xc0) == 0xc0) {
+			unsigned char lead = (unsigned char)tmp[--start];
+			size_t want = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+			if (end - start < want)
+				memcpy(tmp + start, "...", 4);
+		}
+	}
 	return jv_string(tmp);
 }
 
@@ -260,6 +274,16 @@ void outchan_queue(struct outchan *oc, const char *line, size_t len)
 	if (oc->broken)
 		return; /* nobody will read it */
 	buf_append(&oc->pending, line, len);
+	buf_append(&oc->pending, "\n", 1);
+}
+
+void outchan_queue_json(struct outchan *oc, jv v)
+{
+	if (oc->broken) {
+		jv_free(v);
+		return;
+	}
+	json_write(&oc->pending, v);
 	buf_append(&oc->pending, "\n", 1);
 }
 

@@ -48,6 +48,8 @@ struct outchan {
 void outchan_init(struct outchan *oc, int fd);
 /* Queues line (without newline; one is added). Dropped once broken. */
 void outchan_queue(struct outchan *oc, const char *line, size_t len);
+/* Queues v (consumed) as one JSON line, written straight into the buffer. */
+void outchan_queue_json(struct outchan *oc, jv v);
 /* Writes what it can now, never blocking. Returns bytes still pending (what a
  * broken channel could not write stays counted); sets broken on error. */
 size_t outchan_flush(struct outchan *oc);

@@ -1,4 +1,5 @@
 /* http.c: libcurl multi plumbing: one request type, retries, Retry-After, caps. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -8,8 +9,8 @@
 #include "log.h"
 #include "util.h"
 
-/* An answer larger than this is refused: a hostile or broken platform must not
- * be able to make the bridge allocate without bound. */
+/* An answer this large or larger is refused: a hostile or broken platform must
+ * not be able to make the bridge allocate without bound. */
 #define MAX_ANSWER (64u << 20)
 #define CONNECT_TIMEOUT_MS 10000L
 #define TRANSFER_TIMEOUT_MS 60000L
@@ -31,6 +32,7 @@ struct http_req {
 	bool too_large;
 	long retry_after_s;       /* from the last answer, -1 when absent */
 	char errbuf[CURL_ERROR_SIZE];
+	char redirect[256];       /* "redirect to URL (not followed)" for a 3xx answer */
 };
 
 struct http {
@@ -132,14 +134,20 @@ int64_t backoff_ms(int attempt, int64_t base, int64_t cap)
 
 bool http_transient(const struct http_resp *r)
 {
-	return r->status == 0 || r->status == 408 || r->status == 429 || r->status >= 500;
+	/* A redirect is never followed (the token would go with it), but it is no
+	 * refusal either: a proxy sending everything to a maintenance page, say.
+	 * Tried again like a network error, so a reply is not lost to it. */
+	return r->status == 0 || (r->status >= 300 && r->status < 400) || r->status == 408 ||
+	       r->status == 429 || r->status >= 500;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp)
 {
 	struct http_req *r = userp;
 	size_t len = size * n;
-	if (r->answer.len + len > MAX_ANSWER) {
+	/* The answer and the NUL kept after it fit in the cap, so the buffer never
+	 * doubles past it. */
+	if (r->answer.len + len >= MAX_ANSWER) {
 		r->too_large = true;
 		return 0; /* aborts the transfer */
 	}
@@ -215,6 +223,8 @@ static void req_launch(struct http *h, struct http_req *r)
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, TRANSFER_TIMEOUT_MS);
+	/* An answer that announces the cap or more is refused before its body is read. */
+	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_ANSWER - 1);
 	/* A server that dribbles its answer is cut off instead of holding a slot. */
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 16L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 15L);
@@ -285,6 +295,34 @@ int64_t http_next_due(struct http *h, int64_t now)
 	return best;
 }
 
+/* Where a 3xx answer points, for the log: printable ASCII, cut to fit r->redirect.
+ * A hostile platform chooses it, so it is never more than a short hint. */
+static void describe_redirect(struct http_req *r)
+{
+	static const char head[] = "redirect to ", tail[] = " (not followed)";
+	char *to = NULL, *o = r->redirect;
+	if (curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &to) != CURLE_OK || !to || !*to) {
+		snprintf(r->redirect, sizeof r->redirect, "redirect (not followed)");
+		return;
+	}
+	size_t room = sizeof r->redirect - (sizeof head - 1) - (sizeof tail - 1) - 1;
+	size_t n = strlen(to);
+	bool cut = n > room;
+	if (cut)
+		n = room - 3;
+	memcpy(o, head, sizeof head - 1);
+	o += sizeof head - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)to[i];
+		*o++ = c > 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	if (cut) {
+		memcpy(o, "...", 3);
+		o += 3;
+	}
+	memcpy(o, tail, sizeof tail); /* with its NUL */
+}
+
 static void finish(struct http *h, struct http_req *r, CURLcode cc)
 {
 	struct http_resp resp = { 0 };
@@ -295,10 +333,15 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 	resp.body = r->answer.p ? r->answer.p : "";
 	resp.len = r->answer.len;
 	resp.attempts = r->attempts;
-	if (r->too_large)
-		resp.error = "answer larger than 64 MiB";
-	else if (cc != CURLE_OK)
+	if (r->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
+		resp.error = "answer too large (64 MiB or more)";
+	} else if (cc != CURLE_OK) {
 		resp.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc);
+	} else if (status >= 300 && status < 400) {
+		/* With a status, error says where the redirect pointed. */
+		describe_redirect(r);
+		resp.error = r->redirect;
+	}
 	curl_multi_remove_handle(h->multi, r->easy);
 	curl_easy_cleanup(r->easy);
 	r->easy = NULL;
@@ -323,8 +366,9 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 		if (!log_enabled(lv))
 			return;
 		if (status)
-			log_msg(lv, "%s %s: HTTP %ld, attempt %d, retrying in %lld ms", r->method, r->url,
-				  status, r->attempts, (long long)delay);
+			log_msg(lv, "%s %s: HTTP %ld%s%s, attempt %d, retrying in %lld ms", r->method,
+				  r->url, status, resp.error ? ", " : "", resp.error ? resp.error : "",
+				  r->attempts, (long long)delay);
 		else
 			log_msg(lv, "%s %s: %s, attempt %d, retrying in %lld ms", r->method, r->url,
 				  resp.error, r->attempts, (long long)delay);

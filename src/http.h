@@ -14,7 +14,7 @@ struct http_resp {
 	long status;          /* 0: no answer (network error, timeout, too large) */
 	const char *body;     /* NUL-terminated, may be empty */
 	size_t len;
-	const char *error;    /* what went wrong when status == 0 */
+	const char *error;    /* what went wrong when status == 0; for a 3xx, where it pointed (not followed) */
 	int attempts;
 };
 

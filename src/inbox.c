@@ -229,7 +229,8 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 	jv_array_foreach(rows, i, row) {
 		jv idv = jv_get_kind(row) == JV_KIND_OBJECT ? jv_object_get(jv_copy(row), jv_string("id")) : jv_null();
 		const char *id = jv_get_kind(idv) == JV_KIND_STRING ? jv_string_value(idv) : NULL;
-		if (!id || !uuid_valid(id)) {
+		/* (The length too: "<uuid>\u0000..." reads as a UUID in C.) */
+		if (!id || jv_string_length_bytes(jv_copy(idv)) != UUID_LEN || !uuid_valid(id)) {
 			/* Without a usable id it cannot become the cursor either. */
 			log_error("skipping an activity row without a valid id");
 			jv_free(idv);

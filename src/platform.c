@@ -9,10 +9,7 @@
 
 static char *dump(jv v)
 {
-	jv s = jv_dump_string(v, 0);
-	char *out = xstrdup(jv_string_value(s));
-	jv_free(s);
-	return out;
+	return json_dump(v, NULL);
 }
 
 char *platform_register_body(const char *ws, jv card)
@@ -136,11 +133,9 @@ char *platform_notify_body(jv parts)
 					jv_free(d);
 					d = jv_null();
 				}
-				jv s = jv_dump_string(d, 0);
 				if (text.len)
 					buf_append(&text, "\n", 1);
-				buf_append(&text, jv_string_value(s), strlen(jv_string_value(s)));
-				jv_free(s);
+				json_write(&text, d);
 			}
 			jv_free(p);
 		}
@@ -182,6 +177,8 @@ char *platform_describe(const struct http_resp *r)
 {
 	if (r->status == 0)
 		return xstrdup(r->error ? r->error : "no answer");
+	if (r->error) /* a redirect: where it pointed says more than its body */
+		return xasprintf("HTTP %ld: %s", r->status, r->error);
 	/* Prefer the platform's own {"error": "..."} text, short and on one line. */
 	char *detail = NULL;
 	if (r->len > 0 && r->len < 65536) {

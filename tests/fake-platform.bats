@@ -623,3 +623,86 @@ register_body() {
 	wait "$FAKE_PID"
 	unset FAKE_PID
 }
+
+@test "faults: raw_base64 answers exactly those bytes; bad base64 and two answers are refused" {
+	fault "{\"endpoint\":\"activity\",\"raw_base64\":\"$(printf '[\x00\xff"\xc0\xaf"]' | base64 -w0)\",\"fail_next\":1}"
+	curl -sS -o "$BATS_TEST_TMPDIR/bytes" -D "$BATS_TEST_TMPDIR/headers" \
+		-H "Authorization: Bearer $WS_TOKEN" "$FAKE_URL$(activity_url "$WS_ID")"
+	printf '[\x00\xff"\xc0\xaf"]' | cmp - "$BATS_TEST_TMPDIR/bytes"
+	grep -q '^HTTP/1.1 200 ' "$BATS_TEST_TMPDIR/headers"
+	call GET "$(activity_url "$WS_ID")" "$WS_TOKEN"
+	assert_eq "$BODY" '[]'
+	for bad in '{"endpoint":"*","raw_base64":"@@@@"}' '{"endpoint":"*","raw_base64":1}' \
+		'{"endpoint":"*","raw":"x","raw_base64":"eA=="}' '{"endpoint":"*","raw":"x","redirect":"http://x/"}' \
+		'{"endpoint":"*","body_bytes":3}' '{"endpoint":"*","body_bytes":10,"chunked":1}' \
+		'{"endpoint":"*","redirect":""}' '{"endpoint":"*","dribble_ms":-1}'; do
+		run ctl POST /_control/faults "$bad"
+		assert_eq "$status" 1 "$bad"
+		assert_eq "$output" '{"error":"invalid fault"}' "$bad"
+	done
+}
+
+@test "faults: body_bytes makes up a JSON array of that size, with Content-Length or chunked, never held whole" {
+	local hwm
+	fault '{"endpoint":"activity","body_bytes":1000,"fail_next":1}'
+	curl -sS -o "$BATS_TEST_TMPDIR/body" -D "$BATS_TEST_TMPDIR/headers" \
+		-H "Authorization: Bearer $WS_TOKEN" "$FAKE_URL$(activity_url "$WS_ID")"
+	assert_eq "$(wc -c <"$BATS_TEST_TMPDIR/body")" 1000
+	assert_eq "$(jq -c 'map(length)' "$BATS_TEST_TMPDIR/body")" '[996]'
+	grep -qi '^content-length: 1000' "$BATS_TEST_TMPDIR/headers"
+	fault '{"endpoint":"activity","body_bytes":10,"chunked":true,"fail_next":1}'
+	curl -sS -o "$BATS_TEST_TMPDIR/body" -D "$BATS_TEST_TMPDIR/headers" \
+		-H "Authorization: Bearer $WS_TOKEN" "$FAKE_URL$(activity_url "$WS_ID")"
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/body")" '["aaaaaa"]'
+	grep -qi '^transfer-encoding: chunked' "$BATS_TEST_TMPDIR/headers"
+	! grep -qi '^content-length' "$BATS_TEST_TMPDIR/headers"
+	# 200 MiB go out while the fake platform stays small.
+	fault '{"endpoint":"activity","body_bytes":209715200,"fail_next":1}'
+	assert_eq "$(curl -sS -H "Authorization: Bearer $WS_TOKEN" "$FAKE_URL$(activity_url "$WS_ID")" | wc -c)" 209715200
+	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$FAKE_PID/status")
+	[ "$hwm" -lt $((100 * 1024)) ] || { echo "fake platform peak RSS: $hwm kB"; return 1; }
+	assert_eq "$(ctl GET /_control/requests | jq -c '[.[].status]')" '[200,200,200]'
+	call GET "$(activity_url "$WS_ID")" "$WS_TOKEN"
+	assert_eq "$BODY" '[]'
+}
+
+@test "faults: dribble_ms sends the answer's body one byte every N ms, after the headers" {
+	local times start
+	fault '{"endpoint":"activity","raw":"abcdef","dribble_ms":100,"fail_next":1}'
+	times=$(curl -sS -o "$BATS_TEST_TMPDIR/body" -w '%{time_starttransfer} %{time_total}' \
+		-H "Authorization: Bearer $WS_TOKEN" "$FAKE_URL$(activity_url "$WS_ID")")
+	assert_eq "$(cat "$BATS_TEST_TMPDIR/body")" abcdef
+	# The headers at once, the six bytes 100 ms apart.
+	awk -v t="$times" 'BEGIN { split(t, a, " "); exit !(a[1] < 0.35 && a[2] >= 0.55) }' ||
+		{ echo "first byte, total (s): $times"; return 1; }
+	# Alone, it dribbles the real answer.
+	queue_msgs "$WS_ID" '{"text":"slow"}' >/dev/null
+	fault '{"endpoint":"activity","dribble_ms":2,"next":1}'
+	times=$(curl -sS -o "$BATS_TEST_TMPDIR/body" -w '%{time_total}' \
+		-H "Authorization: Bearer $WS_TOKEN" "$FAKE_URL$(activity_url "$WS_ID")")
+	assert_eq "$(jq -r '.[0].request_body.params.message.parts[0].text' "$BATS_TEST_TMPDIR/body")" slow
+	awk -v t="$times" -v n="$(wc -c <"$BATS_TEST_TMPDIR/body")" 'BEGIN { exit !(t >= n * 0.0018) }' ||
+		{ echo "total $times s for $(wc -c <"$BATS_TEST_TMPDIR/body") bytes"; return 1; }
+	start=$(now_ms)
+	call GET "$(activity_url "$WS_ID")" "$WS_TOKEN"
+	assert_eq "$CODE" 200
+	[ $(($(now_ms) - start)) -lt 1000 ]
+}
+
+@test "faults: redirect answers 302 with Location and no body; status and body can be given" {
+	fault '{"endpoint":"heartbeat","redirect":"http://127.0.0.1:1/elsewhere","fail_next":1}'
+	api_call POST /registry/heartbeat "$WS_TOKEN" "{\"workspace_id\":\"$WS_ID\"}" -D "$BATS_TEST_TMPDIR/headers"
+	assert_eq "$CODE" 302
+	assert_eq "$BODY" ''
+	grep -q '^Location: http://127.0.0.1:1/elsewhere' "$BATS_TEST_TMPDIR/headers"
+	! grep -qi '^content-type' "$BATS_TEST_TMPDIR/headers"
+	fault '{"endpoint":"a2a","redirect":"/moved","status":308,"body":"<html>moved</html>","fail_next":1}'
+	call POST "/workspaces/$WS_ID/a2a" "$WS_TOKEN" '{}' "X-Workspace-ID: $WS_ID"
+	assert_eq "$CODE" 308
+	assert_eq "$BODY" '<html>moved</html>'
+	assert_eq "$(hdr Location)" /moved
+	assert_eq "$(posts | jq -c '[.[] | [.kind, .status]]')" '[["heartbeat",302],["a2a",308]]'
+	call POST /registry/heartbeat "$WS_TOKEN" "{\"workspace_id\":\"$WS_ID\"}"
+	assert_eq "$CODE" 200
+	assert_eq "$(hdr Location)" ''
+}

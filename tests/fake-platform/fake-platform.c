@@ -311,7 +311,10 @@ struct logged_request {
 	int64_t t_ms;
 };
 
-enum fault_action { FAULT_DELAY, FAULT_FAIL, FAULT_RESET, FAULT_RAW, FAULT_EVERY_429 };
+enum fault_action {
+	FAULT_DELAY, FAULT_FAIL, FAULT_RESET, FAULT_RAW, FAULT_GENERATED, FAULT_REDIRECT,
+	FAULT_EVERY_429
+};
 
 struct fault {
 	bool any_endpoint;
@@ -324,6 +327,10 @@ struct fault {
 	long remaining;                 /* matching requests left to hit; -1: unlimited */
 	double ratio;                   /* chance that a matching request is hit */
 	unsigned delay_ms;
+	unsigned dribble_ms;            /* 0: the answer goes out at once */
+	uint64_t body_bytes;            /* FAULT_GENERATED: the size of the made-up body */
+	bool chunked;                   /* FAULT_GENERATED: no Content-Length */
+	char *location;                 /* FAULT_REDIRECT */
 	unsigned long every, seen;      /* every_429 */
 };
 
@@ -500,6 +507,10 @@ struct reply {
 	long retry_after;               /* -1: no Retry-After header */
 	bool reset;                     /* close the connection without answering */
 	bool shutdown;                  /* stop the server once this answer is out */
+	char *location;                 /* malloc'd Location header, or NULL */
+	uint64_t generated;             /* > 0: body is this many made-up bytes, never allocated */
+	bool chunked;                   /* the generated body goes without Content-Length */
+	unsigned dribble_ms;            /* > 0: the body goes out one byte per this many ms */
 };
 
 struct rate_headers {
@@ -662,6 +673,8 @@ static bool faults_apply(enum endpoint ep, struct reply *rp, unsigned *delay_ms)
 			continue;
 		}
 		*delay_ms += f->delay_ms;
+		if (f->dribble_ms > rp->dribble_ms)
+			rp->dribble_ms = f->dribble_ms;
 		switch (f->action) {
 		case FAULT_DELAY:
 			break;
@@ -669,6 +682,22 @@ static bool faults_apply(enum endpoint ep, struct reply *rp, unsigned *delay_ms)
 		case FAULT_RAW:
 			reply_raw(rp, f->status, f->body, f->body_len);
 			rp->retry_after = f->retry_after;
+			decided = true;
+			break;
+		case FAULT_GENERATED:
+			free(rp->body);
+			rp->body = NULL;
+			rp->len = 0;
+			rp->status = f->status;
+			rp->generated = f->body_bytes;
+			rp->chunked = f->chunked;
+			decided = true;
+			break;
+		case FAULT_REDIRECT:
+			reply_raw(rp, f->status, f->body ? f->body : "", f->body_len);
+			free(rp->location);
+			rp->location = xstrdup(f->location);
+			rp->bare = f->body == NULL;
 			decided = true;
 			break;
 		case FAULT_RESET:
@@ -682,6 +711,7 @@ static bool faults_apply(enum endpoint ep, struct reply *rp, unsigned *delay_ms)
 		}
 		if (f->remaining > 0 && --f->remaining == 0) {
 			free(f->body);
+			free(f->location);
 			memmove(f, f + 1, (platform.nfaults - i - 1) * sizeof *f);
 			platform.nfaults--;
 			i--;
@@ -1363,13 +1393,78 @@ static bool optional_count(jv spec, const char *key, double max, double *out)
 	       (field_kind(spec, key) == JV_KIND_INVALID || is_integer(*out));
 }
 
+/* Decodes standard base64 (padding optional, no whitespace) into a malloc'd buffer. */
+static bool base64_decode(const char *in, char **out, size_t *outlen)
+{
+	size_t n = strlen(in), o = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+	char *p = xmalloc(n / 4 * 3 + 3);
+
+	while (n > 0 && in[n - 1] == '=')
+		n--;
+	for (size_t i = 0; i < n; i++) {
+		const char c = in[i];
+		int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+			: c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+		if (v < 0) {
+			free(p);
+			return false;
+		}
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			p[o++] = (char)(acc >> bits & 0xff);
+		}
+	}
+	*out = p;
+	*outlen = o;
+	return true;
+}
+
+/*
+ * POST /_control/faults: adds a fault, applied to the platform requests of one endpoint
+ * ("register", "heartbeat", "activity", "a2a", "notify", or "*" for all) in the order
+ * faults were added; the first that answers decides, delays add up. Fields:
+ *   status N        the answer's status (503 by default; 200 for raw answers, 302 for
+ *                   redirects)
+ *   body X          the answer's body: a string verbatim, anything else as JSON
+ *                   ({"error":"injected"} by default)
+ *   retry_after N   adds Retry-After: N
+ *   fail_next N     hits the next N matching requests only; fail_ratio R hits each one
+ *                   with chance R (default: every one, for ever)
+ *   reset_next N / reset_ratio R
+ *                   closes the connection without an answer
+ *   delay_ms N      holds the answer that long (alone: the real answer, delayed)
+ *   every_429 N     answers every Nth matching request with 429
+ *   next N          how many requests a fault hits, for the kinds without a count
+ *   raw S           answers exactly the text S
+ *   raw_base64 S    answers exactly the bytes S decodes to (invalid UTF-8, NUL bytes)
+ *   body_bytes N    answers N bytes of a JSON array holding one long string, made up
+ *                   while it is sent (never held in memory); "chunked": true leaves out
+ *                   Content-Length
+ *   dribble_ms N    sends the answer's body (whichever it is) one byte every N ms
+ *   redirect URL    answers a redirect (status 302 unless given) with Location: URL and
+ *                   no body unless given
+ * raw, raw_base64, body_bytes and redirect exclude each other.
+ */
 static void ctl_add_fault(jv spec, struct reply *rp)
 {
 	const char *name = field_str(spec, "endpoint"), *raw = field_str(spec, "raw");
+	const char *raw_base64 = field_str(spec, "raw_base64");
+	const char *redirect = field_str(spec, "redirect");
 	struct fault f = { .retry_after = -1, .remaining = -1, .ratio = 1.0, .status = 503 };
 	double status = 503, retry_after = -1, fail_next = 0, fail_ratio = -1, reset_next = 0;
-	double reset_ratio = -1, delay_ms = 0, every = 0, next = 0;
+	double reset_ratio = -1, delay_ms = 0, every = 0, next = 0, dribble_ms = 0;
+	double body_bytes = 0;
 	bool has_body = field_kind(spec, "body") != JV_KIND_INVALID;
+	bool has_status = field_kind(spec, "status") != JV_KIND_INVALID;
+	jv_kind chunked = field_kind(spec, "chunked");
+	char *decoded = NULL;
+	size_t decoded_len = 0;
+	int answers = (raw != NULL) + (raw_base64 != NULL) + (redirect != NULL) +
+		      (field_kind(spec, "body_bytes") != JV_KIND_INVALID);
 
 	if (!name || !(strcmp(name, "*") == 0 || kind_from_name(name, &f.endpoint)) ||
 	    !optional_count(spec, "status", 599, &status) ||
@@ -1379,9 +1474,18 @@ static void ctl_add_fault(jv spec, struct reply *rp)
 	    !optional_count(spec, "reset_next", 1e9, &reset_next) ||
 	    !optional_number(spec, "reset_ratio", 1, &reset_ratio) ||
 	    !optional_count(spec, "delay_ms", 36e5, &delay_ms) ||
+	    !optional_count(spec, "dribble_ms", 6e4, &dribble_ms) ||
+	    !optional_count(spec, "body_bytes", 1e12, &body_bytes) ||
 	    !optional_count(spec, "every_429", 1e9, &every) ||
 	    !optional_count(spec, "next", 1e9, &next) || status < 100 ||
-	    (field_kind(spec, "raw") != JV_KIND_INVALID && !raw)) {
+	    (field_kind(spec, "raw") != JV_KIND_INVALID && !raw) ||
+	    (field_kind(spec, "raw_base64") != JV_KIND_INVALID &&
+	     (!raw_base64 || !base64_decode(raw_base64, &decoded, &decoded_len))) ||
+	    (field_kind(spec, "redirect") != JV_KIND_INVALID && (!redirect || !*redirect)) ||
+	    (field_kind(spec, "body_bytes") != JV_KIND_INVALID && body_bytes < 4) ||
+	    (chunked != JV_KIND_INVALID && chunked != JV_KIND_TRUE && chunked != JV_KIND_FALSE) ||
+	    answers > 1) {
+		free(decoded);
 		reply_error(rp, 400, "invalid fault");
 		return;
 	}
@@ -1390,6 +1494,7 @@ static void ctl_add_fault(jv spec, struct reply *rp)
 	for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
 		double n;
 		if (field_num(spec, counts[i], &n) && n == 0) {
+			free(decoded);
 			reply_json(rp, 200, jv_object_set(jv_object(), jv_string("ok"), jv_true()));
 			return;
 		}
@@ -1398,21 +1503,44 @@ static void ctl_add_fault(jv spec, struct reply *rp)
 	f.status = (unsigned)status;
 	f.retry_after = (long)retry_after;
 	f.delay_ms = (unsigned)delay_ms;
+	f.dribble_ms = (unsigned)dribble_ms;
 
 	bool reset = reset_next > 0 || reset_ratio >= 0;
 	if (reset) {
 		f.action = FAULT_RESET;
-	} else if (raw) {
+	} else if (raw || raw_base64) {
 		f.action = FAULT_RAW;
-		if (field_kind(spec, "status") == JV_KIND_INVALID)
+		if (!has_status)
 			f.status = 200;
-		f.body = xstrdup(raw);
-		f.body_len = strlen(raw);
+		if (raw) {
+			f.body = xstrdup(raw);
+			f.body_len = strlen(raw);
+		} else {
+			f.body = decoded;
+			f.body_len = decoded_len;
+			decoded = NULL;
+		}
+	} else if (body_bytes > 0) {
+		f.action = FAULT_GENERATED;
+		if (!has_status)
+			f.status = 200;
+		f.body_bytes = (uint64_t)body_bytes;
+		f.chunked = chunked == JV_KIND_TRUE;
+	} else if (redirect) {
+		f.action = FAULT_REDIRECT;
+		if (!has_status)
+			f.status = 302;
+		f.location = xstrdup(redirect);
+		if (field_kind(spec, "body") == JV_KIND_STRING) {
+			f.body = xstrdup(field_str(spec, "body"));
+			f.body_len = strlen(f.body);
+		} else if (has_body) {
+			f.body = dump(field(spec, "body"), &f.body_len);
+		}
 	} else if (every > 0) {
 		f.action = FAULT_EVERY_429;
 		f.every = (unsigned long)every;
-	} else if (fail_next > 0 || fail_ratio >= 0 || has_body || retry_after >= 0 ||
-		   field_kind(spec, "status") != JV_KIND_INVALID) {
+	} else if (fail_next > 0 || fail_ratio >= 0 || has_body || retry_after >= 0 || has_status) {
 		f.action = FAULT_FAIL;
 		if (field_kind(spec, "body") == JV_KIND_STRING) {
 			f.body = xstrdup(field_str(spec, "body"));
@@ -1425,6 +1553,7 @@ static void ctl_add_fault(jv spec, struct reply *rp)
 	} else {
 		f.action = FAULT_DELAY;
 	}
+	free(decoded);
 	/* How many matching requests it hits, and how likely each one is hit. */
 	double count = next > 0 ? next : reset ? reset_next : fail_next;
 	double ratio = reset ? reset_ratio : fail_ratio;
@@ -1438,8 +1567,10 @@ static void ctl_add_fault(jv spec, struct reply *rp)
 
 static void faults_clear(void)
 {
-	for (size_t i = 0; i < platform.nfaults; i++)
+	for (size_t i = 0; i < platform.nfaults; i++) {
 		free(platform.faults[i].body);
+		free(platform.faults[i].location);
+	}
 	platform.nfaults = 0;
 }
 
@@ -1499,22 +1630,89 @@ static void control_handle(struct MHD_Connection *c, const char *method, const c
 
 /* ---------- libmicrohttpd glue ---------- */
 
+/*
+ * A body sent through a callback: a made-up one (never allocated whole, so an answer
+ * can be far larger than the fake's memory), or one dribbled out a byte at a time.
+ * Each connection has its own thread, so sleeping here stalls only this answer.
+ */
+struct stream {
+	char *body;                     /* NULL: made up, see stream_byte */
+	uint64_t len;
+	unsigned dribble_ms;
+};
+
+/* Byte pos of a made-up body of len bytes: ["aaa...a"], a JSON array of one string. */
+static char stream_byte(uint64_t pos, uint64_t len)
+{
+	return pos == 0 ? '[' : pos == 1 || pos == len - 2 ? '"' : pos == len - 1 ? ']' : 'a';
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct stream *st = cls;
+
+	if (pos >= st->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (st->dribble_ms) {
+		sleep_ms(st->dribble_ms);
+		max = 1;
+	}
+	if (atomic_load(&stopping))
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	size_t n = st->len - pos < max ? (size_t)(st->len - pos) : max;
+	if (st->body) {
+		memcpy(out, st->body + pos, n);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			out[i] = stream_byte(pos + i, st->len);
+	}
+	return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *st = cls;
+	free(st->body);
+	free(st);
+}
+
 static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *rp,
 				  const struct rate_headers *rh)
 {
 	struct MHD_Response *resp;
 	char num[32];
 
-	if (rp->body) {
+	if (rp->generated || (rp->dribble_ms && rp->body && rp->len > 0)) {
+		struct stream *st = xmalloc(sizeof *st);
+		*st = (struct stream){ .body = rp->generated ? NULL : rp->body,
+				       .len = rp->generated ? rp->generated : rp->len,
+				       .dribble_ms = rp->dribble_ms };
+		if (rp->generated)
+			free(rp->body);
+		rp->body = NULL;
+		resp = MHD_create_response_from_callback(rp->chunked ? MHD_SIZE_UNKNOWN : st->len,
+							 rp->dribble_ms ? 1 : 64 * 1024,
+							 stream_read, st, stream_free);
+		if (!resp)
+			stream_free(st);
+	} else if (rp->body) {
 		resp = MHD_create_response_from_buffer(rp->len, rp->body, MHD_RESPMEM_MUST_FREE);
 		rp->body = NULL;
 	} else {
 		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	}
-	if (!resp)
+	if (!resp) {
+		free(rp->location);
+		rp->location = NULL;
 		return MHD_NO;
+	}
 	if (!rp->bare)
 		MHD_add_response_header(resp, "Content-Type", "application/json");
+	if (rp->location) {
+		MHD_add_response_header(resp, "Location", rp->location);
+		free(rp->location);
+		rp->location = NULL;
+	}
 	if (rp->retry_after >= 0) {
 		snprintf(num, sizeof num, "%ld", rp->retry_after);
 		MHD_add_response_header(resp, "Retry-After", num);
@@ -1617,6 +1815,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (rp.reset) {
 		free(rp.body);
+		free(rp.location);
 		reset_connection(c);
 		return MHD_NO;
 	}
