@@ -36,6 +36,8 @@
 #define MAX_LIMIT 500                   /* the platform's page cap */
 #define SAVE_EVERY_MS 200               /* coalesce state saves while busy */
 #define REPLY_SAVE_MS 50                /* a reply read and not posted is saved within this */
+#define WINDOW_BYTES (4L << 20)         /* the fetch window holds about this much activity at most */
+#define FIRST_PAGE 4                    /* rows asked for while their size is unknown */
 #define ERROR_TEXT_MAX 500
 #define EXEC_OUTPUT_MAX (1u << 20)      /* what one --exec child may print */
 #define STABLE_CHILD_MS 10000           /* a co-process that lived this long was not failing */
@@ -95,12 +97,14 @@ struct bridge {
 	int poll_failures;
 	struct http_req *poll_req;
 	long poll_limit;         /* the page size asked for: a full page means more may wait */
+	long row_bytes;          /* average size of an activity row in the last page (0: none yet) */
 	bool backlog;            /* the last page was full */
 	bool heartbeat_busy;
 	long handed_out;
 	struct bucket buckets[ERROR_BUCKETS];
 	char *sample_error;
-	int save_failures;
+	int save_failures;       /* in a row */
+	int64_t save_warned;     /* when a failed save was last reported */
 };
 
 /* ---- error rate over a rolling minute ---- */
@@ -183,13 +187,24 @@ static void save_state(struct bridge *b, bool force)
 	b->unsaved_since = b->dirty_since = 0;
 	char *err = NULL;
 	if (state_save(b->s->state_dir, b->s->workspace_id, b->st, &err) != 0) {
-		/* Nothing is lost: the saved cursor just stays behind. Say so, not in a flood. */
-		if (b->save_failures++ % 50 == 0)
-			log_error("%s (the cursor is not moving on disk; messages may be handed out again after a restart)", err);
+		/* Nothing is lost: the saved cursor just stays behind. Say so, not in
+		 * a flood (once a minute while it lasts), and always at the last save. */
+		b->save_failures++;
+		if (b->phase == PH_END)
+			log_error("%s: the state is not saved at exit; messages done since the last save will be handed out again",
+				  err);
+		else if (b->save_failures == 1 || now - b->save_warned >= 60000)
+			log_error("%s (the cursor is not moving on disk; messages may be handed out again after a restart%s)",
+				  err, b->save_failures > 1 ? "; still failing" : "");
+		if (b->save_failures == 1 || now - b->save_warned >= 60000)
+			b->save_warned = now;
 		free(err);
 		b->ib.dirty = true;
 	} else if (b->save_failures) {
-		log_info("state file writable again");
+		char *path = xasprintf("%s/%s.json", b->s->state_dir, b->s->workspace_id);
+		log_info("state file %s writable again after %d failed saves: the cursor on disk is current", path,
+			 b->save_failures);
+		free(path);
 		b->save_failures = 0;
 	}
 	b->last_save = now;
@@ -333,9 +348,19 @@ static bool want_more(struct bridge *b)
 	return !b->once_fetched;
 }
 
+/* The fetch window: --max-inflight messages, fewer when they are large, so
+ * that memory follows the window and not the size of what waits. */
+static long window(struct bridge *b)
+{
+	long w = b->s->max_inflight;
+	if (b->row_bytes > 0 && WINDOW_BYTES / b->row_bytes < w)
+		w = WINDOW_BYTES / b->row_bytes > 0 ? WINDOW_BYTES / b->row_bytes : 1;
+	return w;
+}
+
 static long window_room(struct bridge *b)
 {
-	return b->s->max_inflight - inbox_unfinished(&b->ib);
+	return window(b) - inbox_unfinished(&b->ib);
 }
 
 /* Room enough to poll now. While a backlog drains, wait for half a window
@@ -347,7 +372,7 @@ static bool poll_room(struct bridge *b)
 		return false;
 	if (!b->backlog)
 		return true;
-	return room >= (b->s->max_inflight + 1) / 2 || inbox_unfinished(&b->ib) == 0;
+	return room >= (window(b) + 1) / 2 || inbox_unfinished(&b->ib) == 0;
 }
 
 static bool poll_retry(const struct http_resp *r)
@@ -379,6 +404,9 @@ static void start_poll(struct bridge *b, int64_t now)
 		limit = window_room(b);
 		if (limit > MAX_LIMIT)
 			limit = MAX_LIMIT;
+		/* The size of the rows is not known yet: a small first page. */
+		if (b->row_bytes == 0 && limit > FIRST_PAGE)
+			limit = FIRST_PAGE;
 		path = platform_activity_path(b->s->workspace_id, b->ib.fetch_cursor, 0, limit);
 	}
 	struct http_opts o = {
@@ -434,6 +462,8 @@ static void on_poll(void *ctx, const struct http_resp *r)
 	}
 	b->polled_once = true;
 	int n = jv_array_length(jv_copy(rows));
+	if (n > 0)
+		b->row_bytes = (long)(r->len / (size_t)n);
 	if (cold) {
 		/* Newest first by contract: sort before anything is handed out. */
 		rows = rows_sort(rows);
@@ -461,7 +491,7 @@ static void job_start(struct bridge *b, struct message *m, jv shown);
 
 static bool handler_ready(struct bridge *b)
 {
-	if (b->ib.n_open >= b->s->max_inflight)
+	if (b->ib.n_open >= window(b))
 		return false; /* the window: a replayed backlog is handed out bit by bit too */
 	switch (b->mode) {
 	case MODE_FILTER:
@@ -513,11 +543,8 @@ static void hand_out(struct bridge *b, int64_t now)
 			job_start(b, m, jv_array_get(outs, 0));
 			continue;
 		}
-		jv_array_foreach(outs, i, o) {
-			jv s = jv_dump_string(o, 0);
-			outchan_queue(&b->out, jv_string_value(s), (size_t)jv_string_length_bytes(jv_copy(s)));
-			jv_free(s);
-		}
+		jv_array_foreach(outs, i, o)
+			outchan_queue_json(&b->out, o);
 		jv_free(outs);
 	}
 }
@@ -786,10 +813,8 @@ static void job_start(struct bridge *b, struct message *m, jv shown)
 	struct job *j = xcalloc(1, sizeof *j);
 	memcpy(j->msg_id, m->id, sizeof j->msg_id);
 	if (b->s->exec_input == EXEC_INPUT_JSON) {
-		jv d = jv_dump_string(shown, 0);
-		buf_append(&j->input, jv_string_value(d), strlen(jv_string_value(d)));
+		json_write(&j->input, shown);
 		buf_append(&j->input, "\n", 1);
-		jv_free(d);
 	} else {
 		jv t = jv_object_get(jv_copy(m->line), jv_string("text"));
 		if (jv_get_kind(t) == JV_KIND_STRING)

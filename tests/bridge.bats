@@ -347,6 +347,33 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	assert_eq "$(bridge_posts a2a 'length')" 300 "replies"
 }
 
+@test "large messages narrow the window to about 4 MiB; every one is still answered, in order" {
+	local big ids=() i n hbs
+	big=$(head -c 700000 /dev/zero | tr '\0' x)
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		ids+=("$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"$i:$big\"}")")
+	done
+	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
+	bridge_start_filter
+	# Heartbeats (every second) report how many are out: two more go by
+	# without an answer, and the window stays as it was.
+	wait_until 10 eval '[ "$(bridge_posts heartbeat "any(.[]; .body.active_tasks >= 1)")" = true ]'
+	hbs=$(bridge_count heartbeat)
+	wait_until 10 bridge_post_count heartbeat $((hbs + 2))
+	n=$(wc -l <"$T/out")
+	[ "$n" -ge 4 ] && [ "$n" -le 6 ] || { echo "handed out at once: $n of 10 (--max-inflight 16)"; return 1; }
+	assert_eq "$(bridge_posts heartbeat '.[-1].body.active_tasks')" "$n" "active tasks in the last heartbeat"
+	# Answering frees the window: all ten come, each answered once, in order.
+	for ((i = 1; i <= 10; i++)); do
+		wait_until 10 bridge_out_lines "$i"
+		bridge_reply "{\"id\":\"$(bridge_line "$i" | jq -r .id)\",\"text\":\"ok $i\"}"
+	done
+	wait_until 15 bridge_post_count a2a 10
+	assert_eq "$(jq -r .id "$T/out" | paste -sd' ' -)" "${ids[*]}" "handed out, in order"
+	assert_eq "$(bridge_posts a2a '[.[] | select(.status == 200) | .body.params.message.parts[0].text] | join(",")' -r)" \
+		"ok 1,ok 2,ok 3,ok 4,ok 5,ok 6,ok 7,ok 8,ok 9,ok 10" "replies"
+}
+
 @test "heartbeats: regular, well-typed, no runtime_state, and they show the open message" {
 	local msg_id t_ms
 	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
@@ -470,8 +497,10 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	queue_msgs "$WS_ID" '{"from":null,"text":"from the canvas"}' >/dev/null
 	bridge_run --org-id "$org" --once -- jq -c --unbuffered "$ECHO_JQ"
 	assert_eq "$RUN_STATUS" 0 "exit status with --org-id"
+	# (Replies to different destinations may go in parallel: sorted by kind.)
 	assert_eq "$(posts "" "$WS_ID" | jq -c 'map(select(.kind == "a2a" or .kind == "notify")
-			| {kind, status, org: .headers["x-molecule-org-id"], body: (.body.params.message.parts[0].text // .body)})')" \
+			| {kind, status, org: .headers["x-molecule-org-id"], body: (.body.params.message.parts[0].text // .body)})
+			| sort_by(.kind)')" \
 		"[{\"kind\":\"a2a\",\"status\":200,\"org\":\"$org\",\"body\":\"echo: from a peer\"},{\"kind\":\"notify\",\"status\":200,\"org\":\"$org\",\"body\":{\"message\":\"echo: from the canvas\"}}]" \
 		"posts with --org-id"
 	# MOLECULE_ORG_ID does the same.

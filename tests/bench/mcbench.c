@@ -23,7 +23,8 @@ static const char usage_text[] =
 	"       mcbench trickle --url U --ws ID --peer ID --count N [--min-gap-ms A] [--max-gap-ms B]\n"
 	"       mcbench wait    --url U --peers ID,ID.. --target N --pid P [--fake-pid F] [--timeout S]\n"
 	"       mcbench echo            (handler: {id,text} -> {id,text:\"echo: \"+text})\n"
-	"       mcbench stamp LOGFILE   (the same, logging arrival and reply times)\n";
+	"       mcbench stamp LOGFILE   (the same, logging arrival and reply times)\n"
+	"       mcbench floor   --url U (loads what the bridge loads, makes one request, waits)\n";
 
 /* ---------- small utilities ---------- */
 
@@ -610,6 +611,43 @@ static int cmd_wait(struct opts *o)
  * as a handler can. With a log, records per message: created_at, arrival and reply
  * times (wall clock, microseconds).
  */
+/* ---------- floor: the resident memory of libcurl and libjq alone ---------- */
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+	(void)p;
+	(void)ud;
+	return size * n;
+}
+
+/* What any program on this machine's libcurl and libjq is resident for before it
+ * does anything of its own: one request through the multi interface, one parse,
+ * then nothing until a signal. */
+static int cmd_floor(struct opts *o)
+{
+	if (!o->url)
+		die("floor needs --url");
+	CURLM *m = curl_multi_init();
+	CURL *e = curl_easy_init();
+	curl_easy_setopt(e, CURLOPT_URL, o->url);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	curl_multi_add_handle(m, e);
+	int running = 1;
+	while (running) {
+		curl_multi_perform(m, &running);
+		if (running)
+			curl_multi_poll(m, NULL, 0, 1000, NULL);
+	}
+	jv_free(jv_parse("[]"));
+	puts("ready");
+	fflush(stdout);
+	pause();
+	curl_multi_remove_handle(m, e);
+	curl_easy_cleanup(e);
+	curl_multi_cleanup(m);
+	return 0;
+}
+
 static int cmd_handler(FILE *log)
 {
 	struct buf in = { 0 }, out = { 0 };
@@ -718,6 +756,8 @@ int main(int argc, char **argv)
 		rc = cmd_trickle(&o);
 	else if (strcmp(cmd, "wait") == 0)
 		rc = cmd_wait(&o);
+	else if (strcmp(cmd, "floor") == 0)
+		rc = cmd_floor(&o);
 	else {
 		fputs(usage_text, stderr);
 		rc = 2;

@@ -338,17 +338,33 @@ idle() {
 			}' "$WORK/idle.strace")
 	fi
 	bridge_stop
+	# The floor: a process that loads the same libcurl and libjq and makes one
+	# request resides in this much before doing anything of its own.
+	local floor_pid floor_rss=null floor_anon=null floor_pss=null
+	"$TOOL" floor --url "$URL/_control/workspaces" >"$WORK/floor.out" 2>&1 &
+	floor_pid=$!
+	for ((i = 0; i < 200; i++)); do grep -q ready "$WORK/floor.out" && break; sleep 0.05; done
+	if grep -q ready "$WORK/floor.out"; then
+		sleep 1
+		floor_rss=$(proc_field "$floor_pid" VmRSS)
+		floor_anon=$(proc_field "$floor_pid" RssAnon)
+		floor_pss=$(awk '$1 == "Pss:" { print $2 }' "/proc/$floor_pid/smaps_rollup" 2>/dev/null)
+	fi
+	kill "$floor_pid" 2>/dev/null
+	wait "$floor_pid" 2>/dev/null
 	fake_down
 	local out
 	out=$(jq -nc --argjson rss "$rss" --argjson hwm "$hwm" --argjson anon "${anon:-null}" \
+		--argjson frss "${floor_rss:-null}" --argjson fanon "${floor_anon:-null}" --argjson fpss "${floor_pss:-null}" \
 		--argjson pss "${pss:-null}" --argjson cpu0 "$cpu0" --argjson cpu1 "$cpu1" \
 		--argjson v "$((v1 - v0))" --argjson n "$((n1 - n0))" --argjson secs "$IDLE_SECS" \
 		--argjson strace "$straced" '
 		{case: "idle", idle_secs: $secs, rss_kb: $rss, hwm_kb: $hwm, anon_kb: $anon, pss_kb: $pss,
+		 floor_rss_kb: $frss, floor_anon_kb: $fanon, floor_pss_kb: $fpss,
 		 cpu_ms_per_60s: (($cpu1 - $cpu0) * 60 / $secs),
 		 wakeups_per_s: ($v / $secs), involuntary_per_s: ($n / $secs), strace: $strace}')
 	record "$out"
-	say "idle: $(jq -r '"RSS \(.rss_kb) kB (anonymous \(.anon_kb) kB, PSS \(.pss_kb) kB), CPU \(.cpu_ms_per_60s) ms per 60 s, \(.wakeups_per_s) wake-ups/s"' <<<"$out")"
+	say "idle: $(jq -r '"RSS \(.rss_kb) kB (anonymous \(.anon_kb) kB, PSS \(.pss_kb) kB; libcurl+libjq floor \(.floor_rss_kb) kB), CPU \(.cpu_ms_per_60s) ms per 60 s, \(.wakeups_per_s) wake-ups/s"' <<<"$out")"
 }
 
 # ---------- profiling one drain: BENCH_PROFILE=strace|perf|callgrind ----------
@@ -470,6 +486,9 @@ TABLE=$(jq -r --argjson interval "$INTERVAL" --argjson n "$DRAIN_N" --argjson pe
 	"| … of which poll → handler stdin (what the bridge adds; poll period \($s.latency.poll_period_ms | r1) ms) | median \($s.latency.deliver_median_ms | r2) ms, p99 \($s.latency.deliver_p99_ms | r2) ms | | median ≤ 5 ms, period = interval ± 5 ms | \(ok($s.latency.deliver_median_ms <= 5 and ($s.latency.poll_period_ms - $interval * 1000 | fabs) <= 5)) |",
 	"| Reply latency (handler write → platform) | median \($s.latency.reply_median_ms | r2) ms, p99 \($s.latency.reply_p99_ms | r2) ms | | median < 2 ms | \(ok($s.latency.reply_median_ms < 2)) |",
 	"| RSS idle (after 5 s): VmRSS (anonymous, PSS) | \($s.idle.rss_kb | mib) (\($s.idle.anon_kb | mib), \($s.idle.pss_kb | mib)) | | ≤ 4 MiB | \(ok($s.idle.rss_kb <= 4096)) |",
+	"| … floor: a process that only loads libcurl and libjq and makes one request: VmRSS (anonymous, PSS) | \($s.idle.floor_rss_kb | mib) (\($s.idle.floor_anon_kb | mib), \($s.idle.floor_pss_kb | mib)) | | | |",
+	(if $s.idle.floor_rss_kb == null then null else $s.idle.rss_kb - $s.idle.floor_rss_kb end) as $own |
+	"| … what the bridge adds: idle VmRSS above that floor | \($own | mib) | | ≤ 4 MiB | \(ok($own != null and $own <= 4096)) |",
 	"| RSS at the end of the \($n | count_name) drain, 1 peer, jq: VmRSS / VmHWM (anonymous) | \($s["drain-1peer-jq"].rss_kb | mib) / \($s["drain-1peer-jq"].hwm_kb | mib) (\($s["drain-1peer-jq"].anon_kb | mib)) | | ≤ 16 MiB | \(ok($s["drain-1peer-jq"].hwm_kb <= 16384)) |",
 	"| CPU idle, per 60 s | \($s.idle.cpu_ms_per_60s | r0) ms | | < 50 ms | \(ok($s.idle.cpu_ms_per_60s < 50)) |",
 	"| Wake-ups idle (voluntary context switches) | \($s.idle.wakeups_per_s | r1) /s | | | |",
