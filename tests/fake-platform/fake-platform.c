@@ -290,6 +290,8 @@ struct workspace {
 	int64_t last_heartbeat_ms;      /* -1 until the first heartbeat */
 	struct row **rows;              /* sorted by created_us, oldest first */
 	size_t nrows, cap;
+	struct row **index;             /* rows by id: open addressing, at most half full */
+	size_t index_cap;
 };
 
 struct post {
@@ -400,6 +402,7 @@ static void ws_free(struct workspace *w)
 	for (size_t i = 0; i < w->nrows; i++)
 		row_free(w->rows[i]);
 	free(w->rows);
+	free(w->index);
 	free(w->id);
 	free(w->token);
 	free(w->delivery_mode);
@@ -423,11 +426,44 @@ static size_t rows_upper_bound(const struct workspace *w, int64_t us)
 }
 
 /* Index of the row with this id, or -1. Searches from the newest: cursors are usually recent. */
+/* The id index, so that a cursor is found without a scan of a long backlog. */
+static size_t id_hash(const char *id)
+{
+	uint64_t h = 1469598103934665603u; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * 1099511628211u;
+	return (size_t)h;
+}
+
+static void index_put(struct workspace *w, struct row *r)
+{
+	size_t i = id_hash(r->id) & (w->index_cap - 1);
+	while (w->index[i])
+		i = (i + 1) & (w->index_cap - 1);
+	w->index[i] = r;
+}
+
+/* Rebuilt whole when it would be more than half full and after rows are removed. */
+static void index_rebuild(struct workspace *w, size_t need)
+{
+	size_t cap = 64;
+	while (cap < 2 * need)
+		cap *= 2;
+	free(w->index);
+	w->index = xmalloc(cap * sizeof *w->index);
+	memset(w->index, 0, cap * sizeof *w->index);
+	w->index_cap = cap;
+	for (size_t i = 0; i < w->nrows; i++)
+		index_put(w, w->rows[i]);
+}
+
 static long rows_find(const struct workspace *w, const char *id)
 {
-	for (size_t i = w->nrows; i-- > 0;)
-		if (strcmp(w->rows[i]->id, id) == 0)
-			return (long)i;
+	if (!w->index_cap)
+		return -1;
+	for (size_t i = id_hash(id) & (w->index_cap - 1); w->index[i]; i = (i + 1) & (w->index_cap - 1))
+		if (strcmp(w->index[i]->id, id) == 0)
+			return (long)rows_upper_bound(w, w->index[i]->created_us) - 1;
 	return -1;
 }
 
@@ -484,6 +520,10 @@ static struct row *row_add(struct workspace *w, const char *source_id, const cha
 	memmove(w->rows + pos + 1, w->rows + pos, (w->nrows - pos) * sizeof *w->rows);
 	w->rows[pos] = r;
 	w->nrows++;
+	if (2 * w->nrows > w->index_cap)
+		index_rebuild(w, w->nrows);
+	else
+		index_put(w, r);
 	return r;
 }
 
@@ -495,6 +535,7 @@ static void rows_remove(struct workspace *w, size_t from, size_t n)
 		row_free(w->rows[i]);
 	memmove(w->rows + from, w->rows + from + n, (w->nrows - from - n) * sizeof *w->rows);
 	w->nrows -= n;
+	index_rebuild(w, w->nrows);
 }
 
 /* ---------- answers ---------- */
