@@ -31,13 +31,6 @@ teardown() {
 	fake_stop
 }
 
-# faults_alive PID: true while PID runs (a zombie does not count).
-faults_alive() {
-	local st
-	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "${st:0:1}" != Z ]
-}
-
 # faults_bridge [OPTIONS...]: starts the bridge for WS_ID with the echo handler as
 # co-process (it answers "h:<text>" and logs message lines to $T/seen); logs go to
 # $T/err. Sets BR_PID.
@@ -47,26 +40,6 @@ faults_bridge() {
 		"$WS_ID" -- sh "$T/echo.sh" "$T/seen" </dev/null >"$T/out" 2>"$T/err" 3>&- &
 	BR_PID=$!
 	FAULTS_PIDS+=("$BR_PID")
-}
-
-# faults_stop: SIGTERM to BR_PID, waits (at most 15 s); sets BR_STATUS.
-faults_stop() {
-	kill -TERM "$BR_PID"
-	if ! wait_until 15 eval '! faults_alive "$BR_PID"' >/dev/null; then
-		kill -KILL "$BR_PID"
-	fi
-	BR_STATUS=0
-	wait "$BR_PID" || BR_STATUS=$?
-}
-
-# faults_ok_texts: the reply texts of the a2a posts the platform accepted, in order.
-faults_ok_texts() {
-	posts a2a | jq -r '.[] | select(.status == 200) | .body.params.message.parts[0].text'
-}
-
-# faults_ok_posts N: at least N a2a posts were accepted.
-faults_ok_posts() {
-	[ "$(faults_ok_texts | wc -l)" -ge "$1" ]
 }
 
 # faults_requests JQ_FILTER: the fake's request log run through a jq filter (-r).
@@ -109,21 +82,21 @@ faults_state_has() {
 	local ids more
 	ids=($(queue_msgs "$WS_ID" "{\"count\":2,\"from\":\"$PEER_ID\",\"text\":\"a{n}\"}"))
 	faults_bridge
-	wait_until 10 faults_ok_posts 2
+	wait_until 10 a2a_ok_posts 2
 	wait_until 10 faults_state_has '.last_since_id == $c' --arg c "${ids[1]}"
 	# The cursor row (and everything older) goes.
 	ctl POST /_control/prune "{\"workspace_id\":\"$WS_ID\",\"before_id\":\"${ids[1]}\"}" >/dev/null
 	wait_until 10 faults_grep_err '^molecule-connect: warning: .*410.*cursor|^molecule-connect: warning: .*cursor.*410'
 	more=($(queue_msgs "$WS_ID" "{\"count\":2,\"from\":\"$PEER_ID\",\"text\":\"b{n}\"}"))
-	wait_until 10 faults_ok_posts 4
-	assert_eq "$(faults_ok_texts | paste -sd' ' -)" "h:a1 h:a2 h:b1 h:b2" "replies"
+	wait_until 10 a2a_ok_posts 4
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:a1 h:a2 h:b1 h:b2" "replies"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "${ids[*]} ${more[*]}" "messages handed out"
 	# The 410 was answered, and the bridge went back to a time-based replay.
 	faults_requests '[.[] | select(.status == 410)] | length' | grep -qvx 0
 	faults_requests '[.[] | select(.status == 410)][0].seq as $s |
 		[.[] | select(.seq > $s and (.path | test("since_secs=")))] | length' | grep -qvx 0
-	faults_alive "$BR_PID"
-	faults_stop
+	proc_alive "$BR_PID"
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 	assert_eq "$(faults_count_err '^molecule-connect: error: ')" 0 "error lines"
 }
@@ -132,12 +105,12 @@ faults_state_has() {
 	fault '{"endpoint":"activity","status":500,"fail_next":3}'
 	queue_msgs "$WS_ID" "{\"count\":3,\"from\":\"$PEER_ID\",\"text\":\"m{n}\"}" >/dev/null
 	faults_bridge
-	wait_until 20 faults_ok_posts 3
-	assert_eq "$(faults_ok_texts | paste -sd' ' -)" "h:m1 h:m2 h:m3" "replies"
+	wait_until 20 a2a_ok_posts 3
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:m1 h:m2 h:m3" "replies"
 	assert_eq "$(faults_requests '[.[] | select(.path | contains("/activity"))][0:4] | map(.status) | join(" ")')" \
 		"500 500 500 200" "statuses of the first polls"
-	faults_alive "$BR_PID"
-	faults_stop
+	proc_alive "$BR_PID"
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 }
 
@@ -145,12 +118,12 @@ faults_state_has() {
 	fault '{"endpoint":"a2a","reset_next":2}'
 	queue_msgs "$WS_ID" "{\"count\":3,\"from\":\"$PEER_ID\",\"text\":\"m{n}\"}" >/dev/null
 	faults_bridge
-	wait_until 20 faults_ok_posts 3
+	wait_until 20 a2a_ok_posts 3
 	# A straggler would show up within this time.
 	nap 0.5
-	assert_eq "$(faults_ok_texts | paste -sd' ' -)" "h:m1 h:m2 h:m3" "accepted replies"
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:m1 h:m2 h:m3" "accepted replies"
 	assert_eq "$(posts a2a | jq '[.[] | select(.status == 0)] | length')" 2 "reset posts"
-	faults_alive "$BR_PID"
+	proc_alive "$BR_PID"
 }
 
 @test "429 with Retry-After: no request at all for that long, then traffic resumes" {
@@ -167,9 +140,9 @@ faults_state_has() {
 	assert_eq "$early" "" "requests during the Retry-After pause"
 	# And the bridge works again.
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}" >/dev/null
-	wait_until 10 faults_ok_posts 1
-	assert_eq "$(faults_ok_texts)" "h:after"
-	faults_alive "$BR_PID"
+	wait_until 10 a2a_ok_posts 1
+	assert_eq "$(a2a_ok_texts)" "h:after"
+	proc_alive "$BR_PID"
 }
 
 @test "503 on register: retried, registered on the third attempt" {
@@ -177,8 +150,8 @@ faults_state_has() {
 	faults_bridge
 	wait_until 20 eval '[ "$(posts heartbeat | jq length)" -ge 1 ]'
 	assert_eq "$(posts register | jq -r 'map(.status) | join(" ")')" "503 503 200" "register statuses"
-	faults_alive "$BR_PID"
-	faults_stop
+	proc_alive "$BR_PID"
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 }
 
@@ -197,14 +170,14 @@ faults_state_has() {
 	ids=($(queue_msgs "$WS_ID" "{\"count\":2,\"from\":\"$PEER_ID\",\"text\":\"m{n}\"}"))
 	fault '{"endpoint":"a2a","status":404,"body":{"error":"workspace not found"},"fail_next":1}'
 	faults_bridge
-	wait_until 10 faults_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	wait_until 10 faults_grep_err "^molecule-connect: error: .*${ids[0]}.*refused for good"
 	assert_eq "$(posts a2a | jq -r 'map("\(.status) \(.body.params.message.parts[0].text)") | join(", ")')" \
 		"404 h:m1, 200 h:m2" "a2a posts"
 	wait_until 10 faults_state_has '.last_since_id == $c and (.replies | length) == 0' --arg c "${ids[1]}"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "${ids[*]}" "each message handed out once"
-	faults_alive "$BR_PID"
-	faults_stop
+	proc_alive "$BR_PID"
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 	faults_state_has '.last_since_id == $c' --arg c "${ids[1]}"
 }
@@ -214,7 +187,7 @@ faults_state_has() {
 	SD=$T/a/b/state
 	ids=($(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}"))
 	faults_bridge
-	wait_until 10 faults_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	before=$(cd "$T" && find . -path ./a/b/state -prune -o -print | sort)
 	passwd=$(md5sum /etc/passwd)
 
@@ -232,16 +205,16 @@ faults_state_has() {
 		fault "$(jq -nc --arg raw "$body" '{endpoint: "activity", raw: $raw, fail_next: 1}')"
 		wait_until 10 eval '[ "$(faults_count_err "^molecule-connect: error: ")" -gt "$n" ]' \
 			|| { echo "no error line for: ${body:0:80}"; return 1; }
-		faults_alive "$BR_PID" || { echo "died on: ${body:0:80}"; cat "$T/err"; return 1; }
+		proc_alive "$BR_PID" || { echo "died on: ${body:0:80}"; cat "$T/err"; return 1; }
 	done
 	ctl DELETE /_control/faults >/dev/null
 
 	ids+=($(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}"))
-	wait_until 10 faults_ok_posts 2
-	assert_eq "$(faults_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "${ids[*]}" "only real messages handed out"
 	assert_eq "$(posts a2a | jq -r '[.[].path] | unique | join(" ")')" "/workspaces/$PEER_ID/a2a" "post paths"
-	faults_alive "$BR_PID"
+	proc_alive "$BR_PID"
 	after=$(cd "$T" && find . -path ./a/b/state -prune -o -print | sort)
 	assert_eq "$after" "$before" "files outside the state dir"
 	assert_eq "$(md5sum /etc/passwd)" "$passwd" "/etc/passwd"
@@ -262,5 +235,5 @@ faults_state_has() {
 	for g in $gaps; do
 		[ "$g" -lt 2000 ] || { echo "heartbeat gaps (ms): $gaps"; return 1; }
 	done
-	faults_alive "$BR_PID"
+	proc_alive "$BR_PID"
 }

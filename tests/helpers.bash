@@ -258,3 +258,51 @@ api() {
 	rm -f "$body_file"
 	echo
 }
+
+# ---- a bridge under test: BR_PID, its state in $SD ----
+
+# proc_alive PID: true while PID runs (a zombie does not count).
+proc_alive() {
+	local st
+	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
+
+# stop_bridge SIGNAL: signals BR_PID and waits for it (at most 15 s, then SIGKILL);
+# sets BR_STATUS.
+stop_bridge() {
+	kill "-$1" "$BR_PID"
+	if ! wait_until 15 eval '! proc_alive "$BR_PID"' >/dev/null; then
+		kill -KILL "$BR_PID"
+	fi
+	BR_STATUS=0
+	wait "$BR_PID" || BR_STATUS=$?
+}
+
+# file_lines FILE N: FILE has at least N lines.
+file_lines() {
+	[ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]
+}
+
+# a2a_ok_texts: the first text part of every a2a post the platform accepted, one a
+# line, in posting order.
+a2a_ok_texts() {
+	posts a2a | jq -r '.[] | select(.status == 200) | .body.params.message.parts[0].text'
+}
+
+# a2a_ok_posts N: at least N a2a posts were accepted.
+a2a_ok_posts() {
+	[ "$(a2a_ok_texts | wc -l)" -ge "$1" ]
+}
+
+# state_file_has JQ_EXPR [jq args...]: $SD/$WS_ID.json exists and JQ_EXPR holds on it.
+state_file_has() {
+	local expr=$1
+	shift
+	[ -f "$SD/$WS_ID.json" ] && jq -e "$@" "$expr" "$SD/$WS_ID.json" >/dev/null
+}
+
+# line_ids FILE: the ids of the message lines in FILE, space-separated.
+line_ids() {
+	jq -r .id "$1" | paste -sd' ' -
+}

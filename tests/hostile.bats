@@ -46,13 +46,6 @@ teardown() {
 	fake_stop
 }
 
-# hostile_alive PID: true while PID runs (a zombie does not count).
-hostile_alive() {
-	local st
-	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "${st:0:1}" != Z ]
-}
-
 # hostile_sanitized: true when MC_BIN carries AddressSanitizer (it needs more memory).
 hostile_sanitized() {
 	nm -an "$MC_BIN" 2>/dev/null | grep -q '__asan_init' && return 0
@@ -68,16 +61,6 @@ hostile_bridge() {
 		</dev/null >"$T/out" 2>"$T/err" 3>&- &
 	BR_PID=$!
 	HOSTILE_PIDS+=("$BR_PID")
-}
-
-# hostile_stop: SIGTERM to BR_PID, waits (at most 15 s); sets BR_STATUS.
-hostile_stop() {
-	kill -TERM "$BR_PID"
-	if ! wait_until 15 eval '! hostile_alive "$BR_PID"' >/dev/null; then
-		kill -KILL "$BR_PID"
-	fi
-	BR_STATUS=0
-	wait "$BR_PID" || BR_STATUS=$?
 }
 
 # hostile_other_start: a second fake platform, the target of redirects; sets OTHER_URL,
@@ -164,7 +147,7 @@ hostile_requests() {
 # asked the platform nothing unexpected, wrote nothing outside its state directory,
 # logged short valid UTF-8 lines and no sanitizer report; then it stops cleanly.
 hostile_checks() {
-	hostile_alive "$BR_PID" || { echo "the bridge died:"; cat "$T/err"; return 1; }
+	proc_alive "$BR_PID" || { echo "the bridge died:"; cat "$T/err"; return 1; }
 	assert_eq "$(hostile_unexpected_requests)" "" "unexpected requests"
 	assert_eq "$(hostile_snapshot)" "$1" "files outside the state dir"
 	assert_eq "$(awk 'length > 1000 { print NR ": " length " bytes" }' "$T/err")" "" "overlong log lines"
@@ -173,7 +156,7 @@ hostile_checks() {
 	if grep -E 'Sanitizer|runtime error:' "$T/err"; then
 		return 1
 	fi
-	hostile_stop
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0 "exit status"
 	assert_eq "$(ls -A "$SD" | grep -vxF -e "$WS_ID.json" -e "$WS_ID.lock" | paste -sd' ' -)" "" \
 		"other files in the state dir"

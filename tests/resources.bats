@@ -94,50 +94,6 @@ res_start() {
 	RES_PIDS+=("$BR_PID")
 }
 
-# res_alive PID: true while PID runs (a zombie does not count).
-res_alive() {
-	local st
-	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "${st:0:1}" != Z ]
-}
-
-# res_stop SIGNAL: signals BR_PID and waits (at most 15 s) for it; sets BR_STATUS.
-res_stop() {
-	kill "-$1" "$BR_PID"
-	if ! wait_until 15 eval '! res_alive "$BR_PID"' >/dev/null; then
-		kill -KILL "$BR_PID"
-	fi
-	BR_STATUS=0
-	wait "$BR_PID" || BR_STATUS=$?
-}
-
-# res_lines FILE N: FILE has at least N lines.
-res_lines() {
-	[ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]
-}
-
-# res_ok_texts: the texts of the a2a replies the platform accepted, in posting order.
-res_ok_texts() {
-	posts a2a | jq -r '.[] | select(.status == 200) | .body.params.message.parts[0].text'
-}
-
-# res_ok_posts N: at least N a2a replies were accepted.
-res_ok_posts() {
-	[ "$(res_ok_texts | wc -l)" -ge "$1" ]
-}
-
-# res_file_has JQ_EXPR [jq args...]: the state file exists and JQ_EXPR holds on it.
-res_file_has() {
-	local expr=$1
-	shift
-	[ -f "$SD/$WS_ID.json" ] && jq -e "$@" "$expr" "$SD/$WS_ID.json" >/dev/null
-}
-
-# res_ids FILE: the ids of the message lines in FILE, space-separated.
-res_ids() {
-	jq -r .id "$1" | paste -sd' ' -
-}
-
 # res_failures: how many calls on files in $SD have failed so far.
 res_failures() {
 	wc -l <"$T/fs.log"
@@ -171,10 +127,10 @@ res_fault() {
 res_first_run() {
 	res_start r1
 	IDS=($(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"m0\"}"))
-	wait_until 10 res_lines "$T/r1.out" 1
+	wait_until 10 file_lines "$T/r1.out" 1
 	res_reply "${IDS[0]}" r0
-	wait_until 10 res_ok_posts 1
-	wait_until 10 res_file_has '.last_since_id == $id and .replies == []' --arg id "${IDS[0]}"
+	wait_until 10 a2a_ok_posts 1
+	wait_until 10 state_file_has '.last_since_id == $id and .replies == []' --arg id "${IDS[0]}"
 	cp "$SD/$WS_ID.json" "$T/before.json"
 	res_fault "$1" on
 }
@@ -191,9 +147,9 @@ res_round() {
 	failed=$(res_failures)
 	id=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"m$n\"}")
 	IDS+=("$id")
-	wait_until 10 res_lines "$T/r1.out" $((n + 1)) >/dev/null
+	wait_until 10 file_lines "$T/r1.out" $((n + 1)) >/dev/null
 	res_reply "$id" "r$n"
-	wait_until 10 res_ok_posts $((n + 1)) >/dev/null
+	wait_until 10 a2a_ok_posts $((n + 1)) >/dev/null
 	wait_until 10 res_failed_more "$failed" "${2:-.}"
 }
 
@@ -241,12 +197,12 @@ res_while_running() {
 	wait_until 10 res_failed_more 14 >/dev/null
 	res_check_reported "$kind"
 	# Messages kept flowing: each one handed out in order, each reply accepted.
-	assert_eq "$(res_ids "$T/r1.out")" "${IDS[*]}" "messages handed out"
-	assert_eq "$(res_ok_texts | paste -sd' ' -)" "$(seq -f 'r%g' 0 "$n" | paste -sd' ' -)" "replies accepted"
-	res_alive "$BR_PID" || { echo "the bridge died:" >&2; cat "$T/r1.err" >&2; return 1; }
+	assert_eq "$(line_ids "$T/r1.out")" "${IDS[*]}" "messages handed out"
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "$(seq -f 'r%g' 0 "$n" | paste -sd' ' -)" "replies accepted"
+	proc_alive "$BR_PID" || { echo "the bridge died:" >&2; cat "$T/r1.err" >&2; return 1; }
 	# The old state file is there, whole and unchanged; no temporary file is left.
 	cmp "$T/before.json" "$SD/$WS_ID.json"
-	res_file_has '.last_since_id == $id' --arg id "${IDS[0]}"
+	state_file_has '.last_since_id == $id' --arg id "${IDS[0]}"
 	res_dir_clean
 	if grep 'writable again' "$T/r1.err"; then
 		echo "'writable again' while the fault is still on" >&2
@@ -255,10 +211,10 @@ res_while_running() {
 
 	res_fault "$kind" off
 	wait_until 10 grep -q 'writable again' "$T/r1.err"
-	wait_until 10 res_file_has '.last_since_id == $id and .done_ids == [] and .replies == []' \
+	wait_until 10 state_file_has '.last_since_id == $id and .done_ids == [] and .replies == []' \
 		--arg id "${IDS[n]}"
 	res_check_reported "$kind"
-	res_stop TERM
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0 "exit status after SIGTERM"
 	assert_eq "$(jq -r .last_since_id "$SD/$WS_ID.json")" "${IDS[n]}" "cursor at the end"
 	res_dir_clean
@@ -280,18 +236,18 @@ res_kill_restart() {
 	res_fault "$kind" off
 
 	res_start r2
-	wait_until 10 res_lines "$T/r2.out" 3
-	assert_eq "$(res_ids "$T/r2.out")" "${IDS[1]} ${IDS[2]} ${IDS[3]}" "handed out again after the restart"
+	wait_until 10 file_lines "$T/r2.out" 3
+	assert_eq "$(line_ids "$T/r2.out")" "${IDS[1]} ${IDS[2]} ${IDS[3]}" "handed out again after the restart"
 	for n in 1 2 3; do
 		res_reply "${IDS[n]}" "again$n"
 	done
-	wait_until 10 res_ok_posts 7
-	wait_until 10 res_file_has '.last_since_id == $id and .done_ids == [] and .replies == []' \
+	wait_until 10 a2a_ok_posts 7
+	wait_until 10 state_file_has '.last_since_id == $id and .done_ids == [] and .replies == []' \
 		--arg id "${IDS[3]}"
-	res_stop TERM
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0 "exit status after SIGTERM"
 	assert_eq "$(wc -l <"$T/r2.out")" 3 "lines of the second run"
-	assert_eq "$(res_ok_texts | paste -sd' ' -)" "r0 r1 r2 r3 again1 again2 again3" "replies accepted"
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "r0 r1 r2 r3 again1 again2 again3" "replies accepted"
 	if grep 'cannot save state file' "$T/r2.err"; then
 		echo "the second run failed to save" >&2
 		return 1
@@ -320,7 +276,7 @@ res_kill_restart() {
 @test "full file system at SIGTERM: the last save failing is said, exit 0, the old file stays" {
 	res_first_run full
 	res_round 1
-	res_stop TERM
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0 "exit status after SIGTERM"
 	grep -q "^molecule-connect: error: .*$SD/$WS_ID.json.*the state is not saved at exit" "$T/r1.err" ||
 		{ echo "no word on the last save:" >&2; cat "$T/r1.err" >&2; return 1; }

@@ -32,13 +32,6 @@ teardown() {
 	fake_stop
 }
 
-# state_alive PID: true while PID runs (a zombie does not count).
-state_alive() {
-	local st
-	st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "${st:0:1}" != Z ]
-}
-
 # state_filter TAG [OPTIONS...]: starts the bridge for WS_ID in filter mode, reading
 # replies from the FIFO $T/TAG.in (held open on fd 5: write replies with state_reply),
 # writing messages to $T/TAG.out and logs to $T/TAG.err. Sets BR_PID.
@@ -72,70 +65,32 @@ state_reply() {
 	printf '%s\n' "$1" >&5
 }
 
-# state_stop SIGNAL: signals BR_PID and waits (at most 15 s) for it; sets BR_STATUS.
-state_stop() {
-	kill "-$1" "$BR_PID"
-	if ! wait_until 15 eval '! state_alive "$BR_PID"' >/dev/null; then
-		kill -KILL "$BR_PID"
-	fi
-	BR_STATUS=0
-	wait "$BR_PID" || BR_STATUS=$?
-}
-
-# state_lines FILE N: FILE has at least N lines.
-state_lines() {
-	[ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]
-}
-
-# state_ok_texts: the reply texts of the a2a posts the platform accepted, one per line,
-# in posting order.
-state_ok_texts() {
-	posts a2a | jq -r '.[] | select(.status == 200) | .body.params.message.parts[0].text'
-}
-
-# state_ok_posts N: at least N a2a posts were accepted.
-state_ok_posts() {
-	[ "$(state_ok_texts | wc -l)" -ge "$1" ]
-}
-
-# state_file_has JQ_EXPR [jq args...]: the state file exists and JQ_EXPR holds on it.
-state_file_has() {
-	local expr=$1
-	shift
-	[ -f "$SD/$WS_ID.json" ] && jq -e "$@" "$expr" "$SD/$WS_ID.json" >/dev/null
-}
-
-# state_ids FILE: the ids of the message lines in FILE, space-separated.
-state_ids() {
-	jq -r .id "$1" | paste -sd' ' -
-}
-
 @test "restart: answered messages are not handed out again, open ones are, in order" {
 	local ids
 	ids=($(queue_msgs "$WS_ID" "{\"count\":4,\"from\":\"$PEER_ID\",\"text\":\"m{n}\"}"))
 	[ "${#ids[@]}" -eq 4 ]
 
 	state_filter r1 --drain-timeout 1
-	wait_until 10 state_lines "$T/r1.out" 4
-	assert_eq "$(state_ids "$T/r1.out")" "${ids[*]}" "first run hands out 1..4"
+	wait_until 10 file_lines "$T/r1.out" 4
+	assert_eq "$(line_ids "$T/r1.out")" "${ids[*]}" "first run hands out 1..4"
 	state_reply "{\"id\":\"${ids[0]}\",\"text\":\"r1\"}"
 	state_reply "{\"id\":\"${ids[1]}\",\"text\":\"r2\"}"
-	wait_until 10 state_ok_posts 2
-	state_stop TERM
+	wait_until 10 a2a_ok_posts 2
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0 "exit status after SIGTERM"
 	assert_eq "$(jq -r .last_since_id "$SD/$WS_ID.json")" "${ids[1]}" "cursor after the first run"
 
 	state_filter r2 --drain-timeout 1
-	wait_until 10 state_lines "$T/r2.out" 2
+	wait_until 10 file_lines "$T/r2.out" 2
 	# Had 1 or 2 come again, they would come first (messages go out in order).
-	assert_eq "$(state_ids "$T/r2.out")" "${ids[2]} ${ids[3]}" "second run hands out 3 and 4 only"
+	assert_eq "$(line_ids "$T/r2.out")" "${ids[2]} ${ids[3]}" "second run hands out 3 and 4 only"
 	state_reply "{\"id\":\"${ids[2]}\",\"text\":\"r3\"}"
 	state_reply "{\"id\":\"${ids[3]}\",\"text\":\"r4\"}"
-	wait_until 10 state_ok_posts 4
-	state_stop TERM
+	wait_until 10 a2a_ok_posts 4
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 	assert_eq "$(wc -l <"$T/r2.out")" 2 "lines of the second run"
-	assert_eq "$(state_ok_texts | paste -sd' ' -)" "r1 r2 r3 r4" "replies posted"
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "r1 r2 r3 r4" "replies posted"
 	assert_eq "$(jq -r .last_since_id "$SD/$WS_ID.json")" "${ids[3]}" "cursor after the second run"
 }
 
@@ -150,30 +105,30 @@ state_ids() {
 	[ "${#ids[@]}" -eq 4 ]
 
 	state_filter r1 --drain-timeout 1
-	wait_until 10 state_lines "$T/r1.out" 4
+	wait_until 10 file_lines "$T/r1.out" 4
 	state_reply "{\"id\":\"${ids[2]}\",\"text\":\"r3\"}"
-	wait_until 10 state_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	wait_until 10 state_file_has 'any(.done_ids[]; . == $id)' --arg id "${ids[2]}"
 	# The cursor cannot pass 1: 1 and 2 are still open.
 	state_file_has '.last_since_id as $c | [$ids[] | select(. == $c)] | length == 0' \
 		--argjson ids "$(printf '%s\n' "${ids[@]}" | jq -R . | jq -sc .)"
-	state_stop TERM
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 	state_file_has 'any(.done_ids[]; . == $id)' --arg id "${ids[2]}"
 	state_file_has '.last_since_id as $c | [$ids[] | select(. == $c)] | length == 0' \
 		--argjson ids "$(printf '%s\n' "${ids[@]}" | jq -R . | jq -sc .)"
 
 	state_filter r2 --drain-timeout 1
-	wait_until 10 state_lines "$T/r2.out" 3
-	assert_eq "$(state_ids "$T/r2.out")" "${ids[0]} ${ids[1]} ${ids[3]}" "second run hands out 1, 2, 4"
+	wait_until 10 file_lines "$T/r2.out" 3
+	assert_eq "$(line_ids "$T/r2.out")" "${ids[0]} ${ids[1]} ${ids[3]}" "second run hands out 1, 2, 4"
 	state_reply "{\"id\":\"${ids[0]}\",\"text\":\"r1\"}"
 	state_reply "{\"id\":\"${ids[1]}\",\"text\":\"r2\"}"
 	state_reply "{\"id\":\"${ids[3]}\",\"text\":\"r4\"}"
-	wait_until 10 state_ok_posts 4
-	state_stop TERM
+	wait_until 10 a2a_ok_posts 4
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 	assert_eq "$(wc -l <"$T/r2.out")" 3 "lines of the second run"
-	assert_eq "$(state_ok_texts | sort | paste -sd' ' -)" "r1 r2 r3 r4" "each reply posted once"
+	assert_eq "$(a2a_ok_texts | sort | paste -sd' ' -)" "r1 r2 r3 r4" "each reply posted once"
 	assert_eq "$(jq -r .last_since_id "$SD/$WS_ID.json")" "${ids[3]}" "cursor at the end"
 }
 
@@ -189,7 +144,7 @@ state_ids() {
 	fault '{"endpoint":"a2a","status":503,"fail_next":1000000}'
 
 	state_filter r1
-	wait_until 10 state_lines "$T/r1.out" 6
+	wait_until 10 file_lines "$T/r1.out" 6
 	while IFS= read -r line; do
 		state_reply "$(jq -c '{id, text: ("r:" + .text)}' <<<"$line")"
 	done <"$T/r1.out"
@@ -199,11 +154,11 @@ state_ids() {
 		--arg a "$peer_a" --arg b "$peer_b"
 	kill -KILL "$BR_PID"
 	wait "$BR_PID" || true
-	assert_eq "$(state_ok_texts | wc -l)" 0 "nothing accepted while the fault was on"
+	assert_eq "$(a2a_ok_texts | wc -l)" 0 "nothing accepted while the fault was on"
 	ctl DELETE /_control/faults >/dev/null
 
 	state_coproc r2
-	wait_until 20 eval '[ "$(state_ok_texts | sed "s/^[rh]://" | sort -u | paste -sd" " -)" = "a1 a2 a3 b1 b2 b3" ]'
+	wait_until 20 eval '[ "$(a2a_ok_texts | sed "s/^[rh]://" | sort -u | paste -sd" " -)" = "a1 a2 a3 b1 b2 b3" ]'
 	# First replies per peer follow the order the messages arrived in.
 	local path
 	for path in "/workspaces/$peer_a/a2a" "/workspaces/$peer_b/a2a"; do
@@ -216,7 +171,7 @@ state_ids() {
 			assert_eq "$(paste -sd' ' - <"$T/order")" "b1 b2 b3" "order to peer b"
 		fi
 	done
-	state_alive "$BR_PID"
+	proc_alive "$BR_PID"
 }
 
 @test "kill -9 mid-stream: every message answered after a restart, duplicates at most --max-inflight" {
@@ -238,22 +193,22 @@ state_ids() {
 		--max-inflight 4 "$WS_ID" -- bash "$T/slow.sh" </dev/null >/dev/null 2>"$T/r1.err" 3>&- &
 	BR_PID=$!
 	STATE_PIDS+=("$BR_PID")
-	wait_until 20 state_ok_posts 10
+	wait_until 20 a2a_ok_posts 10
 	kill -KILL "$BR_PID"
 	wait "$BR_PID" || true
-	total=$(state_ok_texts | wc -l)
+	total=$(a2a_ok_texts | wc -l)
 	[ "$total" -lt 30 ] || { echo "all 30 answered before the kill: not mid-stream"; return 1; }
 
 	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 \
 		--max-inflight 4 "$WS_ID" -- bash "$T/slow.sh" </dev/null >/dev/null 2>"$T/r2.err" 3>&- &
 	BR_PID=$!
 	STATE_PIDS+=("$BR_PID")
-	wait_until 30 eval '[ "$(state_ok_texts | sort -u | wc -l)" -eq 30 ]'
+	wait_until 30 eval '[ "$(a2a_ok_texts | sort -u | wc -l)" -eq 30 ]'
 	local want got
 	want=$(seq 1 30 | sed 's/^/h:m/' | paste -sd' ' -)
-	got=$(state_ok_texts | awk '!seen[$0]++' | paste -sd' ' -)
+	got=$(a2a_ok_texts | awk '!seen[$0]++' | paste -sd' ' -)
 	assert_eq "$got" "$want" "first replies, in order"
-	total=$(state_ok_texts | wc -l)
+	total=$(a2a_ok_texts | wc -l)
 	[ $((total - 30)) -le 4 ] || { echo "$((total - 30)) duplicates, more than --max-inflight 4"; return 1; }
 }
 
@@ -299,7 +254,7 @@ state_ids() {
 		--heartbeat 1 "$WS_ID" </dev/null
 	[ "$status" -eq 1 ] || { echo "status $status: $output"; return 1; }
 	[[ "$output" == *"another molecule-connect is running"* ]] || { echo "$output"; return 1; }
-	state_alive "$BR_PID"
+	proc_alive "$BR_PID"
 
 	local other other_token
 	new_peer >/dev/null
@@ -313,8 +268,8 @@ state_ids() {
 	assert_eq "$(posts notify "$other" | jq -r '.[] | select(.status == 200) | .body.message')" \
 		"h:for the other" "the other workspace's reply"
 	[ -f "$SD/$other.json" ]
-	state_alive "$BR_PID"
-	state_stop TERM
+	proc_alive "$BR_PID"
+	stop_bridge TERM
 	assert_eq "$BR_STATUS" 0
 }
 
@@ -328,8 +283,8 @@ state_ids() {
 	run timeout 20 "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 \
 		--heartbeat 1 --once "$WS_ID" -- sh "$T/echo.sh" "$T/seen"
 	[ "$status" -eq 0 ] || { echo "status $status: $output"; return 1; }
-	assert_eq "$(state_ids "$T/seen")" "${ids[2]} ${ids[3]}" "messages handed out"
-	assert_eq "$(state_ok_texts | paste -sd' ' -)" "h:m3 h:m4" "replies posted"
+	assert_eq "$(line_ids "$T/seen")" "${ids[2]} ${ids[3]}" "messages handed out"
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:m3 h:m4" "replies posted"
 	state_file_has '.workspace_id == $ws and .last_since_id == $last and
 		(.done_ids | type) == "array" and (.replies | type) == "array"' \
 		--arg ws "$WS_ID" --arg last "${ids[3]}"
