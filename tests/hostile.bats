@@ -82,16 +82,6 @@ hostile_other_requests() {
 	return "$rc"
 }
 
-# hostile_ok_texts: the reply texts of the a2a posts the platform accepted, in order.
-hostile_ok_texts() {
-	posts a2a | jq -r '.[] | select(.status == 200) | .body.params.message.parts[0].text'
-}
-
-# hostile_ok_posts N: at least N a2a posts were accepted.
-hostile_ok_posts() {
-	[ "$(hostile_ok_texts | wc -l)" -ge "$1" ]
-}
-
 # hostile_diag [ERE]: the bridge's warning and error lines (those matching ERE too).
 hostile_diag() {
 	grep -E '^molecule-connect: (warning|error): ' "$T/err" | grep -E -- "${1:-.}" || true
@@ -180,11 +170,11 @@ hostile_rows_case() {
 	fault "$(jq -nc --arg raw "$raw" '{endpoint: "activity", raw: $raw, fail_next: 1}')"
 	before=$(hostile_snapshot)
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	wait_until 10 hostile_diag_more 1
 	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 hostile_ok_posts 2
-	assert_eq "$(hostile_ok_texts | paste -sd' ' -)" "h:genuine h:after" "replies"
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:genuine h:after" "replies"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 2 "diagnostic lines"
@@ -228,8 +218,8 @@ hostile_rows_case() {
 	fault "$(jq -nc --arg raw "$raw" '{endpoint: "activity", raw: $raw, fail_next: 1}')"
 	before=$(hostile_snapshot)
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
-	assert_eq "$(hostile_ok_texts)" "h:genuine" "replies"
+	wait_until 10 a2a_ok_posts 1
+	assert_eq "$(a2a_ok_texts)" "h:genuine" "replies"
 	assert_eq "$(jq -r .id "$T/seen")" "$g" "messages handed out"
 	assert_eq "$(hostile_diag)" "molecule-connect: error: skipping an activity row without a valid id" \
 		"diagnostic lines"
@@ -255,14 +245,14 @@ hostile_rows_case() {
 	} >"$T/deep.json"
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	before=$(hostile_snapshot)
 	n=$(hostile_diag_count)
 	ctl POST /_control/faults "$(cat "$T/deep.json")" >/dev/null
 	wait_until 10 hostile_diag_more "$n"
 	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 hostile_ok_posts 2
-	assert_eq "$(hostile_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
 	assert_eq "$(hostile_diag_count)" $((n + 1)) "diagnostic lines"
 	hostile_diag | grep -q '^molecule-connect: error: activity answer is not JSON (.*depth'
@@ -275,14 +265,14 @@ hostile_big_answer() {
 	local before g f hwm limit_kb
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	before=$(hostile_snapshot)
 	assert_eq "$(hostile_diag_count)" 0 "diagnostic lines before"
 	fault "{\"endpoint\":\"activity\",\"body_bytes\":104857600,\"chunked\":$1,\"fail_next\":1}"
 	wait_until 20 hostile_diag_more 0
 	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 hostile_ok_posts 2
-	assert_eq "$(hostile_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
@@ -327,11 +317,11 @@ hostile_big_answer() {
 	fault "{\"endpoint\":\"activity\",\"fail_next\":1,\"raw_base64\":\"$(printf '%s' "$raw" | base64 -w0)\"}"
 	before=$(hostile_snapshot)
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	wait_until 10 hostile_diag_more 1
 	# The text reaches the handler as valid UTF-8, the bad bytes replaced.
 	assert_eq "$(jq -r .text "$T/seen")" "ok �� ok" "text handed out"
-	assert_eq "$(hostile_ok_texts)" "h:ok �� ok" "reply"
+	assert_eq "$(a2a_ok_texts)" "h:ok �� ok" "reply"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 2 "diagnostic lines"
 	assert_eq "$(hostile_diag_count '^molecule-connect: error: skipping an activity row without a valid id$')" 1 \
@@ -344,7 +334,7 @@ hostile_big_answer() {
 	fault "{\"endpoint\":\"activity\",\"fail_next\":1,\"raw_base64\":\"$(printf '[\xff\xfe\x00]' | base64 -w0)\"}"
 	wait_until 10 hostile_diag_more "$n"
 	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 hostile_ok_posts 2
+	wait_until 10 a2a_ok_posts 2
 	assert_eq "$(hostile_diag_count)" $((n + 1)) "diagnostic lines"
 	hostile_diag | grep -q '^molecule-connect: error: activity answer is not JSON'
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
@@ -355,7 +345,7 @@ hostile_big_answer() {
 	local before g f t0 elapsed gaps gap
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	before=$(hostile_snapshot)
 	assert_eq "$(hostile_diag_count)" 0 "diagnostic lines before"
 	t0=$(now_ms)
@@ -369,8 +359,8 @@ hostile_big_answer() {
 		"the line says what happened"
 	# Cut off by the low-speed limit (16 B/s over 15 s), not by the 60 s transfer timeout.
 	[ "$elapsed" -ge 14500 ] && [ "$elapsed" -lt 22000 ] || { echo "abandoned after $elapsed ms"; return 1; }
-	wait_until 10 hostile_ok_posts 2
-	assert_eq "$(hostile_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
 	# Heartbeats every second all along.
 	gaps=$(posts heartbeat | jq -r --argjson t0 "$t0" \
@@ -402,15 +392,15 @@ hostile_redirect_checks() {
 	hostile_other_start
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	before=$(hostile_snapshot)
 	# A long target: the log shows a cut version of it.
 	loc="/steal?$(printf '%5000s' '' | tr ' ' x)"
 	hostile_redirect_fault activity 302 "$loc"
 	wait_until 10 hostile_diag_more 0
 	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 hostile_ok_posts 2
-	assert_eq "$(hostile_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
@@ -428,7 +418,7 @@ hostile_redirect_checks() {
 	hostile_redirect_fault register 308 /registry/register
 	before=$(hostile_snapshot)
 	hostile_bridge
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	assert_eq "$(posts register | jq -r 'map(.status) | join(" ")')" "308 200" "register statuses"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
@@ -437,8 +427,8 @@ hostile_redirect_checks() {
 	hostile_redirect_checks
 	# And the bridge carries on: a later message is answered too.
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}" >/dev/null
-	wait_until 10 hostile_ok_posts 2
-	assert_eq "$(hostile_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
 	hostile_checks "$before"
 }
 
@@ -453,8 +443,8 @@ hostile_redirect_checks() {
 	t1=$(now_ms)
 	wait_until 10 eval '[ "$(posts heartbeat | jq "[.[] | select(.status == 200 and .t_ms > $t1)] | length")" -ge 1 ]'
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}" >/dev/null
-	wait_until 10 hostile_ok_posts 1
-	assert_eq "$(hostile_ok_texts)" "h:after" "replies"
+	wait_until 10 a2a_ok_posts 1
+	assert_eq "$(a2a_ok_texts)" "h:after" "replies"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
 	assert_eq "$(hostile_diag_count "^molecule-connect: warning: heartbeat failed \\(HTTP 301: redirect to $OTHER_URL/registry/heartbeat \\(not followed\\)\\)\$")" 1 \
@@ -472,9 +462,9 @@ hostile_redirect_checks() {
 	before=$(hostile_snapshot)
 	hostile_redirect_fault a2a 307 "/workspaces/$PEER_ID/a2a"
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
-	wait_until 10 hostile_ok_posts 1
+	wait_until 10 a2a_ok_posts 1
 	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 hostile_ok_posts 2
+	wait_until 10 a2a_ok_posts 2
 	assert_eq "$(posts a2a | jq -r 'map("\(.status) \(.body.params.message.parts[0].text)") | join(", ")')" \
 		"307 h:first, 200 h:first, 200 h:after" "a2a posts"
 	# The same reply both times, not a new one.
