@@ -70,6 +70,10 @@ sent=0 batch=$(( (total + 19) / 20 )) killed=0 n=0
 kill_every=$(( 20 / (kills + 1) )); [ "$kill_every" -ge 1 ] || kill_every=1
 : >"$work/kills"
 fd_start="" rss_start="" children_start=""
+# Descriptors other than sockets (files, pipes, the signalfd), and sockets apart:
+# the HTTP connections kept for reuse come and go with the traffic.
+files_of() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | grep -vc '^socket:'; }
+sockets_of() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2>/dev/null | grep -c '^socket:'; }
 for round in $(seq 20); do
 	left=$((total - sent)); [ "$left" -gt 0 ] || break
 	count=$batch; [ "$count" -le "$left" ] || count=$left
@@ -79,8 +83,10 @@ for round in $(seq 20); do
 		die "queueing failed"
 	sent=$((sent + count))
 	sleep 0.$((RANDOM % 5 + 3))
-	if [ -z "$fd_start" ] && kill -0 "$bridge_pid" 2>/dev/null; then
-		fd_start=$(ls /proc/$bridge_pid/fd | wc -l)
+	# The first sample of a bridge's resources, taken while its handler runs (between
+	# a handler's death and its restart it holds two pipes and a child fewer).
+	if [ -z "$fd_start" ] && kill -0 "$bridge_pid" 2>/dev/null && pgrep -P "$bridge_pid" >/dev/null; then
+		fd_start=$(files_of "$bridge_pid")
 		rss_start=$(awk '/VmRSS/ {print $2}' /proc/$bridge_pid/status)
 		children_start=$(pgrep -P "$bridge_pid" | wc -l)
 	fi
@@ -105,7 +111,10 @@ answered_all() {
 # Under these faults the bridge answers some ten messages a second: allow for it.
 deadline=$(( $(date +%s) + ${SOAK_TIMEOUT:-$((total / 4 + 120))} ))
 while ! answered_all && [ "$(date +%s)" -lt "$deadline" ]; do sleep 1; done
-fd_end=$(ls /proc/$bridge_pid/fd 2>/dev/null | wc -l)
+# The last sample, too, while the handler runs (it may be between a death and a restart).
+for _ in $(seq 100); do pgrep -P "$bridge_pid" >/dev/null && break; sleep 0.1; done
+fd_end=$(files_of "$bridge_pid")
+sockets_end=$(sockets_of "$bridge_pid")
 rss_end=$(awk '/VmRSS/ {print $2}' /proc/$bridge_pid/status 2>/dev/null)
 children_end=$(pgrep -P "$bridge_pid" | wc -l)
 ctl DELETE /_control/faults >/dev/null
@@ -149,13 +158,16 @@ jq -r --argjson kills "$(jq -R -s 'split("\n") | map(select(length > 0) | split(
 	  "replies out of order per peer\t\($disorder)",
 	  "RESULT \(if $lost == 0 and $twice <= (($kills | length) * $inflight) and $redone == 0 and $disorder == 0 then "ok" else "FAILED" end)"
 ' --slurpfile activity "$work/activity.json" "$work/posts.json" | tee "$work/table"
-printf 'descriptors\t%s -> %s\nchildren\t%s -> %s\nRSS KiB\t%s -> %s\nhandler deaths\t%s\n' \
-	"${fd_start:-?}" "$fd_end" "${children_start:-?}" "$children_end" "${rss_start:-?}" "$rss_end" \
+printf 'descriptors (not sockets)\t%s -> %s\nsockets at the end\t%s\nchildren\t%s -> %s\nRSS KiB\t%s -> %s\nhandler deaths\t%s\n' \
+	"${fd_start:-?}" "$fd_end" "$sockets_end" "${children_start:-?}" "$children_end" "${rss_start:-?}" "$rss_end" \
 	"$(grep -c 'handler .* ended' "$work/bridge.log")"
 res=0
 grep -q '^RESULT ok' "$work/table" || res=1
 # Resources: a long-running bridge keeps its descriptor and child counts, and memory stays bounded.
+# (+2: a sample may catch a state save with its temporary file and directory open.)
 if [ -n "$fd_start" ] && [ "$fd_end" -gt $((fd_start + 2)) ]; then echo "descriptors grew"; res=1; fi
+# One connection each for polls, heartbeats, and replies to each of 3 peers and the canvas, and a few spare.
+if [ "${sockets_end:-0}" -gt 12 ]; then echo "too many sockets"; res=1; fi
 if [ -n "$children_start" ] && [ "$children_end" -gt "$children_start" ]; then echo "children grew"; res=1; fi
 if [ -n "$rss_end" ] && [ "$rss_end" -gt 65536 ]; then echo "RSS above 64 MiB"; res=1; fi
 grep -iE 'AddressSanitizer|runtime error|LeakSanitizer' "$work/bridge.log" && res=1
