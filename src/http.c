@@ -335,6 +335,7 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 	resp.attempts = r->attempts;
 	if (r->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
 		resp.error = "answer too large (64 MiB or more)";
+		resp.too_large = true;
 	} else if (cc != CURLE_OK) {
 		resp.error = r->errbuf[0] ? r->errbuf : curl_easy_strerror(cc);
 	} else if (status >= 300 && status < 400) {

@@ -15,6 +15,7 @@ struct http_resp {
 	const char *body;     /* NUL-terminated, may be empty */
 	size_t len;
 	const char *error;    /* what went wrong when status == 0; for a 3xx, where it pointed (not followed) */
+	bool too_large;       /* the answer was refused for its size (status 0) */
 	int attempts;
 };
 

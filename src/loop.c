@@ -98,6 +98,7 @@ struct bridge {
 	struct http_req *poll_req;
 	long poll_limit;         /* the page size asked for: a full page means more may wait */
 	long row_bytes;          /* average size of an activity row in the last page (0: none yet) */
+	long cold_limit;         /* rows asked for by a replay by time (halved when too large) */
 	bool backlog;            /* the last page was full */
 	bool heartbeat_busy;
 	long handed_out;
@@ -375,9 +376,11 @@ static bool poll_room(struct bridge *b)
 	return room >= (window(b) + 1) / 2 || inbox_unfinished(&b->ib) == 0;
 }
 
+/* A page too large to take is not asked for again as it was: on_poll asks
+ * for fewer rows. */
 static bool poll_retry(const struct http_resp *r)
 {
-	return http_transient(r);
+	return !r->too_large && http_transient(r);
 }
 
 static void on_poll(void *ctx, const struct http_resp *r);
@@ -398,7 +401,7 @@ static void start_poll(struct bridge *b, int64_t now)
 		} else {
 			b->cold_since = now;
 		}
-		limit = COLD_LIMIT;
+		limit = b->cold_limit;
 		path = platform_activity_path(b->s->workspace_id, NULL, secs, limit);
 	} else {
 		limit = window_room(b);
@@ -431,6 +434,18 @@ static void on_poll(void *ctx, const struct http_resp *r)
 		log_warn("the platform no longer knows the cursor (HTTP 410, pruned?): replaying the last %ld s", b->s->since_secs);
 		inbox_reseed(&b->ib);
 		b->cold_since = 0;
+		b->next_poll = now;
+		return;
+	}
+	if (r->too_large && b->poll_limit > 1) {
+		/* More than the bridge takes in one answer: the same page in halves. */
+		long fewer = b->poll_limit / 2;
+		if (cold)
+			b->cold_limit = fewer;
+		else
+			b->row_bytes = WINDOW_BYTES / fewer + 1;
+		log_warn("a page of %ld activity rows is larger than 64 MiB: asking for %ld at a time", b->poll_limit,
+			 fewer);
 		b->next_poll = now;
 		return;
 	}
@@ -467,8 +482,8 @@ static void on_poll(void *ctx, const struct http_resp *r)
 	if (cold) {
 		/* Newest first by contract: sort before anything is handed out. */
 		rows = rows_sort(rows);
-		if (n >= COLD_LIMIT)
-			log_warn("more than %d messages in the replay window: older ones are not replayed", COLD_LIMIT);
+		if (n >= b->poll_limit)
+			log_warn("more than %ld messages in the replay window: older ones are not replayed", b->poll_limit);
 	}
 	int queued = inbox_add_rows(&b->ib, rows);
 	log_debug("poll: %d rows, %d new messages", n, queued);
@@ -1062,6 +1077,7 @@ static int64_t min_wait(int64_t a, int64_t b) { return a < 0 ? b : (b < 0 ? a : 
 static int setup(struct bridge *b, struct settings *s)
 {
 	memset(b, 0, sizeof *b);
+	b->cold_limit = COLD_LIMIT;
 	b->s = s;
 	b->lock_fd = -1;
 	b->sig_fd = -1;

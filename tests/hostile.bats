@@ -262,12 +262,13 @@ hostile_rows_case() {
 # hostile_big_answer CHUNKED: a 100 MiB activity answer; the bridge refuses it with one
 # line, its peak memory stays far below 100 MiB, and it carries on.
 hostile_big_answer() {
-	local before g f hwm limit_kb
+	local before g f hwm limit_kb gets
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
 	hostile_bridge
 	wait_until 10 a2a_ok_posts 1
 	before=$(hostile_snapshot)
 	assert_eq "$(hostile_diag_count)" 0 "diagnostic lines before"
+	gets=$(hostile_requests '[.[] | select(.method == "GET" and (.path | contains("/activity")))] | length')
 	fault "{\"endpoint\":\"activity\",\"body_bytes\":104857600,\"chunked\":$1,\"fail_next\":1}"
 	wait_until 20 hostile_diag_more 0
 	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
@@ -276,8 +277,14 @@ hostile_big_answer() {
 	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
-	assert_eq "$(hostile_diag_count '^molecule-connect: warning: GET [^ ]*/activity[?][^ ]*: answer too large [(]64 MiB or more[)], attempt 1, retrying in [0-9]+ ms$')" 1 \
+	assert_eq "$(hostile_diag_count '^molecule-connect: warning: a page of [0-9]+ activity rows is larger than 64 MiB: asking for [0-9]+ at a time$')" 1 \
 		"the line says what happened"
+	# After it, a page asks for no more rows than the line said.
+	local fewer
+	fewer=$(hostile_diag 'larger than 64 MiB' | sed 's/.*asking for \([0-9]*\) at a time$/\1/')
+	assert_eq "$(hostile_requests --argjson n "$gets" '[.[] | select(.method == "GET" and (.path | contains("/activity")))][$n:]
+		| map(.path | capture("limit=(?<l>[0-9]+)") | .l | tonumber) | any(. <= '"$fewer"')')" true \
+		"a smaller page asked for after the fault"
 	! grep -q aaaaaaaaaaaaaaaa "$T/err"
 	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$BR_PID/status")
 	limit_kb=$((96 * 1024))
@@ -299,6 +306,25 @@ hostile_big_answer() {
 
 @test "a 100 MiB activity answer without Content-Length: cut off at 64 MiB, peak RSS < 96 MiB" {
 	hostile_big_answer true
+}
+
+@test "a first start whose replay is larger than 64 MiB asks again for half as many rows, and carries on" {
+	local g before limits
+	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
+	fault '{"endpoint":"activity","body_bytes":104857600,"chunked":true,"fail_next":1}'
+	before=$(hostile_snapshot)
+	hostile_bridge
+	wait_until 20 a2a_ok_posts 1
+	assert_eq "$(a2a_ok_texts)" "h:first" "reply"
+	assert_eq "$(jq -r .id "$T/seen")" "$g" "message handed out"
+	# A replay by time, no cursor yet: 500 rows, then 250, newest first as always.
+	limits=$(hostile_requests '[.[] | select(.method == "GET" and (.path | contains("/activity")))][0:2]
+		| map(.path | capture("limit=(?<l>[0-9]+)&since_secs=") | .l) | join(" ")')
+	assert_eq "$limits" "500 250" "rows asked for by the first two replays"
+	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
+	assert_eq "$(hostile_diag_count '^molecule-connect: warning: a page of 500 activity rows is larger than 64 MiB: asking for 250 at a time$')" 1 \
+		"the line says what happened"
+	hostile_checks "$before"
 }
 
 @test "invalid UTF-8 in an activity answer: replaced in text, an error line for ids and for bytes outside strings" {
