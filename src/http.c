@@ -12,6 +12,7 @@
 /* An answer this large or larger is refused: a hostile or broken platform must
  * not be able to make the bridge allocate without bound. */
 #define MAX_ANSWER (64u << 20)
+#define EASY_SPARE 8
 #define CONNECT_TIMEOUT_MS 10000L
 #define TRANSFER_TIMEOUT_MS 60000L
 
@@ -43,6 +44,8 @@ struct http {
 	int count;
 	int64_t paused_until;
 	unsigned long completed;  /* done callbacks made so far */
+	CURL *spare[EASY_SPARE];  /* finished handles, reset and used again */
+	int nspare;
 };
 
 static void req_unlink(struct http *h, struct http_req *r)
@@ -92,6 +95,8 @@ void http_free(struct http *h)
 		req_unlink(h, r);
 		req_free(r);
 	}
+	while (h->nspare)
+		curl_easy_cleanup(h->spare[--h->nspare]);
 	curl_multi_cleanup(h->multi);
 	free(h->api_url);
 	free(h->workspace_id);
@@ -179,9 +184,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
 
 static void req_launch(struct http *h, struct http_req *r)
 {
-	CURL *e = curl_easy_init();
+	/* A finished handle, reset, costs less than a new one at every poll. */
+	CURL *e = h->nspare ? h->spare[--h->nspare] : curl_easy_init();
 	if (!e)
 		fatal(1, "cannot create a libcurl handle");
+	curl_easy_reset(e);
 	r->easy = e;
 	r->attempts++;
 	r->too_large = false;
@@ -344,7 +351,10 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 		resp.error = r->redirect;
 	}
 	curl_multi_remove_handle(h->multi, r->easy);
-	curl_easy_cleanup(r->easy);
+	if (h->nspare < EASY_SPARE)
+		h->spare[h->nspare++] = r->easy;
+	else
+		curl_easy_cleanup(r->easy);
 	r->easy = NULL;
 
 	int64_t now = now_ms();
