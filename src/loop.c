@@ -98,7 +98,7 @@ struct bridge {
 	struct http_req *poll_req;
 	long poll_limit;         /* the page size asked for: a full page means more may wait */
 	long row_bytes;          /* average size of an activity row in the last page (0: none yet) */
-	long cold_limit;         /* rows asked for by a replay by time (halved when too large) */
+	long page_cap;           /* at most this many rows a page after one too large to take (0: none) */
 	bool backlog;            /* the last page was full */
 	bool heartbeat_busy;
 	long handed_out;
@@ -190,14 +190,14 @@ static void save_state(struct bridge *b, bool force)
 	if (state_save(b->s->state_dir, b->s->workspace_id, b->st, &err) != 0) {
 		/* Nothing is lost: the saved cursor just stays behind. Say so, not in
 		 * a flood (once a minute while it lasts), and always at the last save. */
-		b->save_failures++;
+		bool say = ++b->save_failures == 1 || now - b->save_warned >= 60000;
 		if (b->phase == PH_END)
 			log_error("%s: the state is not saved at exit; messages done since the last save will be handed out again",
 				  err);
-		else if (b->save_failures == 1 || now - b->save_warned >= 60000)
+		else if (say)
 			log_error("%s (the cursor is not moving on disk; messages may be handed out again after a restart%s)",
 				  err, b->save_failures > 1 ? "; still failing" : "");
-		if (b->save_failures == 1 || now - b->save_warned >= 60000)
+		if (say)
 			b->save_warned = now;
 		free(err);
 		b->ib.dirty = true;
@@ -353,9 +353,9 @@ static bool want_more(struct bridge *b)
  * that memory follows the window and not the size of what waits. */
 static long window(struct bridge *b)
 {
-	long w = b->s->max_inflight;
-	if (b->row_bytes > 0 && WINDOW_BYTES / b->row_bytes < w)
-		w = WINDOW_BYTES / b->row_bytes > 0 ? WINDOW_BYTES / b->row_bytes : 1;
+	long w = b->s->max_inflight, fit = b->row_bytes > 0 ? WINDOW_BYTES / b->row_bytes : w;
+	if (fit < w)
+		w = fit > 0 ? fit : 1;
 	return w;
 }
 
@@ -387,11 +387,10 @@ static void on_poll(void *ctx, const struct http_resp *r);
 
 static void start_poll(struct bridge *b, int64_t now)
 {
-	long limit;
-	char *path;
+	long limit, secs = 0;
 	bool cold = b->ib.fetch_cursor[0] == '\0';
 	if (cold) {
-		long secs = b->s->since_secs;
+		secs = b->s->since_secs;
 		if (b->cold_since) {
 			/* Still nothing seen: widen the window by the time spent waiting,
 			 * so nothing that arrived since the first replay is missed. */
@@ -401,8 +400,7 @@ static void start_poll(struct bridge *b, int64_t now)
 		} else {
 			b->cold_since = now;
 		}
-		limit = b->cold_limit;
-		path = platform_activity_path(b->s->workspace_id, NULL, secs, limit);
+		limit = COLD_LIMIT;
 	} else {
 		limit = window_room(b);
 		if (limit > MAX_LIMIT)
@@ -410,8 +408,10 @@ static void start_poll(struct bridge *b, int64_t now)
 		/* The size of the rows is not known yet: a small first page. */
 		if (b->row_bytes == 0 && limit > FIRST_PAGE)
 			limit = FIRST_PAGE;
-		path = platform_activity_path(b->s->workspace_id, b->ib.fetch_cursor, 0, limit);
 	}
+	if (b->page_cap && limit > b->page_cap)
+		limit = b->page_cap;
+	char *path = platform_activity_path(b->s->workspace_id, cold ? NULL : b->ib.fetch_cursor, secs, limit);
 	struct http_opts o = {
 		.method = "GET", .path = path, .max_attempts = 0, .retry = poll_retry,
 		.done = on_poll, .ctx = b,
@@ -438,14 +438,11 @@ static void on_poll(void *ctx, const struct http_resp *r)
 		return;
 	}
 	if (r->too_large && b->poll_limit > 1) {
-		/* More than the bridge takes in one answer: the same page in halves. */
-		long fewer = b->poll_limit / 2;
-		if (cold)
-			b->cold_limit = fewer;
-		else
-			b->row_bytes = WINDOW_BYTES / fewer + 1;
+		/* More than the bridge takes in one answer: the same page in halves,
+		 * until one goes through. */
+		b->page_cap = b->poll_limit / 2;
 		log_warn("a page of %ld activity rows is larger than 64 MiB: asking for %ld at a time", b->poll_limit,
-			 fewer);
+			 b->page_cap);
 		b->next_poll = now;
 		return;
 	}
@@ -476,6 +473,7 @@ static void on_poll(void *ctx, const struct http_resp *r)
 		return;
 	}
 	b->polled_once = true;
+	b->page_cap = 0;
 	int n = jv_array_length(jv_copy(rows));
 	if (n > 0)
 		b->row_bytes = (long)(r->len / (size_t)n);
@@ -1077,7 +1075,6 @@ static int64_t min_wait(int64_t a, int64_t b) { return a < 0 ? b : (b < 0 ? a : 
 static int setup(struct bridge *b, struct settings *s)
 {
 	memset(b, 0, sizeof *b);
-	b->cold_limit = COLD_LIMIT;
 	b->s = s;
 	b->lock_fd = -1;
 	b->sig_fd = -1;

@@ -6,28 +6,14 @@
 load helpers
 
 setup() {
-	: "${MC_BIN:?MC_BIN must name the built molecule-connect}"
-	unset XDG_CONFIG_HOME MOLECULE_API_URL MOLECULE_ORG_ID
-	T=$BATS_TEST_TMPDIR
+	bridge_setup
 	SD=$T/state
 	FAULTS_PIDS=()
-	fake_start --rate-limit 0
-	new_ws >/dev/null
-	new_peer >/dev/null
-	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
-	# An echo handler that also logs every message line it gets to the file named by $1.
-	cat >"$T/echo.sh" <<-'EOF'
-		#!/bin/sh
-		tee -a "$1" | jq -c --unbuffered '{id, text: ("h:" + .text)}'
-	EOF
+	echo_handler
 }
 
 teardown() {
-	local pid
-	for pid in "${FAULTS_PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	kill_pids "${FAULTS_PIDS[@]}"
 	fake_stop
 }
 

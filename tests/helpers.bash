@@ -306,3 +306,34 @@ state_file_has() {
 line_ids() {
 	jq -r .id "$1" | paste -sd' ' -
 }
+
+# bridge_setup: what a test of a running bridge starts from: T (the test's own
+# directory), the fake platform, a workspace (WS_ID, its token exported as
+# MOLECULE_WORKSPACE_TOKEN) and a peer (PEER_ID); no stray configuration.
+bridge_setup() {
+	: "${MC_BIN:?MC_BIN must name the built molecule-connect}"
+	unset XDG_CONFIG_HOME MOLECULE_API_URL MOLECULE_ORG_ID
+	T=$BATS_TEST_TMPDIR
+	fake_start --rate-limit 0
+	new_ws >/dev/null
+	new_peer >/dev/null
+	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
+}
+
+# echo_handler: writes $T/echo.sh, a handler that answers "h:<text>" and logs every
+# message line it gets to the file named by its first argument.
+echo_handler() {
+	cat >"$T/echo.sh" <<-'EOF'
+		#!/bin/sh
+		tee -a "$1" | jq -c --unbuffered '{id, text: ("h:" + .text)}'
+	EOF
+}
+
+# kill_pids PID...: SIGKILL and reap each (for teardown).
+kill_pids() {
+	local pid
+	for pid in "$@"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+}

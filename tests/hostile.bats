@@ -8,23 +8,13 @@
 load helpers
 
 setup() {
-	: "${MC_BIN:?MC_BIN must name the built molecule-connect}"
-	unset XDG_CONFIG_HOME MOLECULE_API_URL MOLECULE_ORG_ID
-	T=$BATS_TEST_TMPDIR
+	bridge_setup
 	# Deep enough that an id like "../../x" taken as a file name would land in $T.
 	SD=$T/a/b/state
 	HOSTILE_PIDS=()
 	OTHER_PID=
 	mkdir -p "$T/cwd" "$T/a/b"
-	fake_start --rate-limit 0
-	new_ws >/dev/null
-	new_peer >/dev/null
-	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
-	# An echo handler that also logs every message line it gets to the file named by $1.
-	cat >"$T/echo.sh" <<-'EOF'
-		#!/bin/sh
-		tee -a "$1" | jq -c --unbuffered '{id, text: ("h:" + .text)}'
-	EOF
+	echo_handler
 	# Made now, so that a snapshot of $T taken before the bridge starts still holds.
 	: >"$T/seen"
 	: >"$T/out"
@@ -32,11 +22,8 @@ setup() {
 }
 
 teardown() {
-	local pid main
-	for pid in "${HOSTILE_PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	local main
+	kill_pids "${HOSTILE_PIDS[@]}"
 	if [ -n "$OTHER_PID" ]; then
 		main=${FAKE_PID:-}
 		FAKE_PID=$OTHER_PID
@@ -102,6 +89,16 @@ hostile_row() {
 	activity "$WS_ID" | jq -c --arg id "$1" '.[] | select(.id == $id)'
 }
 
+# hostile_then_after FIRST_TEXT FIRST_ID: a message queued now ("after") is handed
+# out and answered after the first one: both replies accepted, in that order, and only
+# those two messages handed out. Its id in AFTER_ID.
+hostile_then_after() {
+	AFTER_ID=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
+	wait_until 10 a2a_ok_posts 2
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:$1 h:after" "replies"
+	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$2 $AFTER_ID" "messages handed out"
+}
+
 # hostile_snapshot: every path under $T but the state directory, sorted.
 hostile_snapshot() {
 	(cd "$T" && find . -path ./a/b/state -prune -o -print | sort)
@@ -159,7 +156,7 @@ hostile_checks() {
 # is answered. BAD_ID and BAD_SOURCE_ID are jq expressions ($peer and $g name the peer
 # and G's id).
 hostile_rows_case() {
-	local g h raw before f
+	local g h raw before
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"genuine\"}")
 	h=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"shadow\"}")
 	raw=$(activity "$WS_ID" | jq -c --arg g "$g" --arg h "$h" --arg peer "$PEER_ID" "
@@ -172,10 +169,7 @@ hostile_rows_case() {
 	hostile_bridge
 	wait_until 10 a2a_ok_posts 1
 	wait_until 10 hostile_diag_more 1
-	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 a2a_ok_posts 2
-	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:genuine h:after" "replies"
-	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
+	hostile_then_after genuine "$g"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 2 "diagnostic lines"
 	assert_eq "$(hostile_diag_count '^molecule-connect: error: skipping an activity row without a valid id$')" 1 \
@@ -185,7 +179,7 @@ hostile_rows_case() {
 	assert_eq "$(posts a2a | jq -r '[.[].path] | unique | join(" ")')" "/workspaces/$PEER_ID/a2a" "post paths"
 	hostile_checks "$before"
 	# The cursor is the last real row.
-	jq -e --arg f "$f" '.last_since_id == $f' "$SD/$WS_ID.json" >/dev/null
+	jq -e --arg f "$AFTER_ID" '.last_since_id == $f' "$SD/$WS_ID.json" >/dev/null
 }
 
 @test "rows with %2F in id and source_id: skipped with an error line each" {
@@ -236,7 +230,7 @@ hostile_rows_case() {
 }
 
 @test "an activity answer nested 100,000 deep: an error line, then the next poll works" {
-	local before n g f
+	local before n g
 	{
 		printf '{"endpoint":"activity","fail_next":1,"raw":"'
 		printf '%100000s' '' | tr ' ' '['
@@ -250,10 +244,7 @@ hostile_rows_case() {
 	n=$(hostile_diag_count)
 	ctl POST /_control/faults "$(cat "$T/deep.json")" >/dev/null
 	wait_until 10 hostile_diag_more "$n"
-	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 a2a_ok_posts 2
-	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
-	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
+	hostile_then_after first "$g"
 	assert_eq "$(hostile_diag_count)" $((n + 1)) "diagnostic lines"
 	hostile_diag | grep -q '^molecule-connect: error: activity answer is not JSON (.*depth'
 	hostile_checks "$before"
@@ -262,7 +253,7 @@ hostile_rows_case() {
 # hostile_big_answer CHUNKED: a 100 MiB activity answer; the bridge refuses it with one
 # line, its peak memory stays far below 100 MiB, and it carries on.
 hostile_big_answer() {
-	local before g f hwm limit_kb gets
+	local before g hwm limit_kb gets
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
 	hostile_bridge
 	wait_until 10 a2a_ok_posts 1
@@ -271,10 +262,7 @@ hostile_big_answer() {
 	gets=$(hostile_requests '[.[] | select(.method == "GET" and (.path | contains("/activity")))] | length')
 	fault "{\"endpoint\":\"activity\",\"body_bytes\":104857600,\"chunked\":$1,\"fail_next\":1}"
 	wait_until 20 hostile_diag_more 0
-	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 a2a_ok_posts 2
-	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
-	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
+	hostile_then_after first "$g"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
 	assert_eq "$(hostile_diag_count '^molecule-connect: warning: a page of [0-9]+ activity rows is larger than 64 MiB: asking for [0-9]+ at a time$')" 1 \
@@ -414,7 +402,7 @@ hostile_redirect_checks() {
 }
 
 @test "a redirect on activity: not followed, one warning, the next poll works" {
-	local before g f loc
+	local before g loc
 	hostile_other_start
 	g=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
 	hostile_bridge
@@ -424,10 +412,7 @@ hostile_redirect_checks() {
 	loc="/steal?$(printf '%5000s' '' | tr ' ' x)"
 	hostile_redirect_fault activity 302 "$loc"
 	wait_until 10 hostile_diag_more 0
-	f=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"after\"}")
-	wait_until 10 a2a_ok_posts 2
-	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:first h:after" "replies"
-	assert_eq "$(jq -r .id "$T/seen" | paste -sd' ' -)" "$g $f" "messages handed out"
+	hostile_then_after first "$g"
 	hostile_diag
 	assert_eq "$(hostile_diag_count)" 1 "diagnostic lines"
 	assert_eq "$(hostile_diag_count "^molecule-connect: warning: GET [^ ]*/activity[?][^ ]*: HTTP 302, redirect to $OTHER_URL/steal[?]x+[.][.][.] \\(not followed\\), attempt 1, retrying in [0-9]+ ms\$")" 1 \

@@ -7,9 +7,7 @@
 load helpers
 
 setup() {
-	: "${MC_BIN:?MC_BIN must name the built molecule-connect}"
-	unset XDG_CONFIG_HOME MOLECULE_API_URL MOLECULE_ORG_ID
-	T=$BATS_TEST_TMPDIR
+	bridge_setup
 	SD=$T/state
 	RES_PIDS=()
 	RES_FIFO_OPEN=
@@ -19,20 +17,12 @@ setup() {
 	# attempts that failed.
 	SHIM=${SHIM_FULLFS:-$(dirname "$MC_BIN")/tests/shim/fullfs.so}
 	[ -f "$SHIM" ] || { echo "no LD_PRELOAD shim at $SHIM (build it with make check TESTS=, or set SHIM_FULLFS)" >&2; return 1; }
-	fake_start --rate-limit 0
-	new_ws >/dev/null
-	new_peer >/dev/null
-	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
 	mkdir -m 700 "$SD"
 	: >"$T/fs.log"
 }
 
 teardown() {
-	local pid
-	for pid in "${RES_PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	kill_pids "${RES_PIDS[@]}"
 	[ -z "$RES_FIFO_OPEN" ] || exec 5>&-
 	# bats removes $T: a read-only directory in it would stop that.
 	chmod 700 "$SD" 2>/dev/null || true
