@@ -13,23 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "reply.h"
 
 /* ---- rows to messages ------------------------------------------------- */
-
-/* obj[key] (obj not consumed); null when obj is not an object or lacks key,
- * so a path through odd data simply ends in null. */
-static jv field(jv obj, const char *key)
-{
-	if (jv_get_kind(obj) != JV_KIND_OBJECT)
-		return jv_null();
-	jv v = jv_object_get(jv_copy(obj), jv_string(key));
-	if (!jv_is_valid(v)) {
-		jv_free(v);
-		return jv_null();
-	}
-	return v;
-}
 
 static jv string_or_null(jv v /* consumed */)
 {
@@ -37,15 +24,6 @@ static jv string_or_null(jv v /* consumed */)
 		return v;
 	jv_free(v);
 	return jv_null();
-}
-
-/* Exactly a UUID string: also rejects a valid UUID followed by a NUL and junk,
- * since ids end up in URLs and file names. */
-static bool jv_is_uuid(jv v /* not consumed */)
-{
-	return jv_get_kind(v) == JV_KIND_STRING
-		&& jv_string_length_bytes(jv_copy(v)) == UUID_LEN
-		&& uuid_valid(jv_string_value(v));
 }
 
 /* A short printable rendering of a bad value for an error message. */
@@ -76,8 +54,8 @@ jv message_from_row(jv row, const char *own_id)
 		jv_free(row);
 		return jv_invalid_with_msg(jv_string("activity row is not a JSON object"));
 	}
-	jv id = field(row, "id");
-	if (!jv_is_uuid(id)) {
+	jv id = json_field(row, "id");
+	if (!json_is_uuid(id)) {
 		jv d = describe(id);
 		jv msg = jv_string_fmt("activity row id is not a UUID: %s", jv_string_value(d));
 		jv_free(d);
@@ -85,8 +63,8 @@ jv message_from_row(jv row, const char *own_id)
 		jv_free(row);
 		return jv_invalid_with_msg(msg);
 	}
-	jv source = field(row, "source_id");
-	if (jv_get_kind(source) != JV_KIND_NULL && !jv_is_uuid(source)) {
+	jv source = json_field(row, "source_id");
+	if (jv_get_kind(source) != JV_KIND_NULL && !json_is_uuid(source)) {
 		jv d = describe(source);
 		jv msg = jv_string_fmt("activity row %s: source_id is neither a UUID nor null: %s",
 			jv_string_value(id), jv_string_value(d));
@@ -100,10 +78,10 @@ jv message_from_row(jv row, const char *own_id)
 
 	/* request_body is absent when the platform has none; keep whatever is
 	 * there, even if it is not an object, since nothing sent is dropped. */
-	jv request = field(row, "request_body");
-	jv params = field(request, "params");
-	jv message = field(params, "message");
-	jv parts = field(message, "parts");
+	jv request = json_field(row, "request_body");
+	jv params = json_field(request, "params");
+	jv message = json_field(params, "message");
+	jv parts = json_field(message, "parts");
 	if (jv_get_kind(parts) != JV_KIND_ARRAY) {
 		jv_free(parts);
 		parts = jv_array();
@@ -116,13 +94,13 @@ jv message_from_row(jv row, const char *own_id)
 	out = jv_object_set(out, jv_string("workspace_id"), own_id ? jv_string(own_id) : jv_null());
 	out = jv_object_set(out, jv_string("source_id"), source);
 	out = jv_object_set(out, jv_string("origin"), jv_string(canvas ? "canvas" : "agent"));
-	out = jv_object_set(out, jv_string("method"), string_or_null(field(row, "method")));
+	out = jv_object_set(out, jv_string("method"), string_or_null(json_field(row, "method")));
 	out = jv_object_set(out, jv_string("text"), parts_text_jv(parts));
 	out = jv_object_set(out, jv_string("parts"), parts);
-	out = jv_object_set(out, jv_string("message_id"), string_or_null(field(message, "messageId")));
-	out = jv_object_set(out, jv_string("context_id"), string_or_null(field(message, "contextId")));
-	out = jv_object_set(out, jv_string("task_id"), string_or_null(field(message, "taskId")));
-	out = jv_object_set(out, jv_string("created_at"), string_or_null(field(row, "created_at")));
+	out = jv_object_set(out, jv_string("message_id"), string_or_null(json_field(message, "messageId")));
+	out = jv_object_set(out, jv_string("context_id"), string_or_null(json_field(message, "contextId")));
+	out = jv_object_set(out, jv_string("task_id"), string_or_null(json_field(message, "taskId")));
+	out = jv_object_set(out, jv_string("created_at"), string_or_null(json_field(row, "created_at")));
 	out = jv_object_set(out, jv_string("request"), request);
 	jv_free(message);
 	jv_free(params);
@@ -209,7 +187,7 @@ jv rows_sort(jv rows)
 	struct sort_item *items = xcalloc((size_t)n, sizeof *items);
 	for (int i = 0; i < n; i++) {
 		items[i].row = jv_array_get(jv_copy(rows), i);
-		items[i].created_at = string_or_null(field(items[i].row, "created_at"));
+		items[i].created_at = string_or_null(json_field(items[i].row, "created_at"));
 		items[i].index = (size_t)i;
 	}
 	jv_free(rows);

@@ -23,6 +23,7 @@
 #include "platform.h"
 #include "reply.h"
 #include "state.h"
+#include "json.h"
 #include "util.h"
 #include "child.h"
 #include <sys/wait.h>

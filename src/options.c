@@ -20,6 +20,7 @@
 
 #include "options.h"
 #include "state.h"
+#include "json.h"
 #include "util.h"
 
 #define PROG PACKAGE_NAME

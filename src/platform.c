@@ -5,6 +5,7 @@
 #include "platform.h"
 #include "http.h"
 #include "reply.h"
+#include "json.h"
 #include "util.h"
 
 static char *dump(jv v)

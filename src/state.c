@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "state.h"
+#include "json.h"
 #include "util.h"
 
 /* A state file holds a cursor, some ids and unsent replies; anything this big
@@ -180,18 +181,6 @@ static bool reply_path_valid(const char *p)
 	return strcmp(p, "/a2a") == 0 || strcmp(p, "/notify") == 0;
 }
 
-static bool is_uuid_string(jv v /* not consumed */)
-{
-	return jv_get_kind(v) == JV_KIND_STRING && uuid_valid(jv_string_value(v)) &&
-	       (size_t)jv_string_length_bytes(jv_copy(v)) == UUID_LEN;
-}
-
-/* obj[name] without consuming obj; jv_invalid() when the key is absent. */
-static jv field(jv obj, const char *name)
-{
-	return jv_object_get(jv_copy(obj), jv_string(name));
-}
-
 /* Checks one saved reply (consumed). NULL when fine, else a reason (caller frees). */
 static char *check_reply(jv r, int i)
 {
@@ -200,8 +189,8 @@ static char *check_reply(jv r, int i)
 		return xasprintf("replies[%d] is not an object", i);
 	}
 	char *why = NULL;
-	jv id = field(r, "id"), path = field(r, "path"), body = field(r, "body");
-	if (!is_uuid_string(id))
+	jv id = json_field(r, "id"), path = json_field(r, "path"), body = json_field(r, "body");
+	if (!json_is_uuid(id))
 		why = xasprintf("replies[%d].id is not a UUID", i);
 	else if (jv_get_kind(path) != JV_KIND_STRING ||
 		 (size_t)jv_string_length_bytes(jv_copy(path)) != strlen(jv_string_value(path)) ||
@@ -228,8 +217,8 @@ static jv check_state(jv st, const char *ws, char **why)
 	}
 
 	/* null counts as absent for every field, as a hand edit might leave it. */
-	jv v = field(st, "workspace_id");
-	if (jv_get_kind(v) != JV_KIND_NULL && jv_get_kind(v) != JV_KIND_INVALID) {
+	jv v = json_field(st, "workspace_id");
+	if (jv_get_kind(v) != JV_KIND_NULL) {
 		if (jv_get_kind(v) != JV_KIND_STRING)
 			*why = xstrdup("workspace_id is not a string");
 		else if (strcmp(jv_string_value(v), ws) != 0)
@@ -243,19 +232,19 @@ static jv check_state(jv st, const char *ws, char **why)
 		goto bad;
 	st = jv_object_set(st, jv_string("workspace_id"), jv_string(ws));
 
-	v = field(st, "last_since_id");
-	if (jv_get_kind(v) == JV_KIND_NULL || jv_get_kind(v) == JV_KIND_INVALID ||
+	v = json_field(st, "last_since_id");
+	if (jv_get_kind(v) == JV_KIND_NULL ||
 	    (jv_get_kind(v) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(v)) == 0)) {
 		st = jv_object_set(st, jv_string("last_since_id"), jv_string(""));
-	} else if (!is_uuid_string(v)) {
+	} else if (!json_is_uuid(v)) {
 		*why = xstrdup("last_since_id is not a UUID");
 	}
 	jv_free(v);
 	if (*why)
 		goto bad;
 
-	v = field(st, "done_ids");
-	if (jv_get_kind(v) == JV_KIND_NULL || jv_get_kind(v) == JV_KIND_INVALID) {
+	v = json_field(st, "done_ids");
+	if (jv_get_kind(v) == JV_KIND_NULL) {
 		st = jv_object_set(st, jv_string("done_ids"), jv_array());
 	} else if (jv_get_kind(v) != JV_KIND_ARRAY) {
 		*why = xstrdup("done_ids is not an array");
@@ -263,7 +252,7 @@ static jv check_state(jv st, const char *ws, char **why)
 		int n = jv_array_length(jv_copy(v));
 		for (int i = 0; i < n && !*why; i++) {
 			jv e = jv_array_get(jv_copy(v), i);
-			if (!is_uuid_string(e))
+			if (!json_is_uuid(e))
 				*why = xasprintf("done_ids[%d] is not a UUID", i);
 			jv_free(e);
 		}
@@ -272,8 +261,8 @@ static jv check_state(jv st, const char *ws, char **why)
 	if (*why)
 		goto bad;
 
-	v = field(st, "replies");
-	if (jv_get_kind(v) == JV_KIND_NULL || jv_get_kind(v) == JV_KIND_INVALID) {
+	v = json_field(st, "replies");
+	if (jv_get_kind(v) == JV_KIND_NULL) {
 		st = jv_object_set(st, jv_string("replies"), jv_array());
 	} else if (jv_get_kind(v) != JV_KIND_ARRAY) {
 		*why = xstrdup("replies is not an array");
@@ -286,10 +275,10 @@ static jv check_state(jv st, const char *ws, char **why)
 	if (*why)
 		goto bad;
 
-	v = field(st, "auth_token");
+	v = json_field(st, "auth_token");
 	if (jv_get_kind(v) == JV_KIND_NULL)
 		st = jv_object_delete(st, jv_string("auth_token"));
-	else if (jv_get_kind(v) != JV_KIND_INVALID && jv_get_kind(v) != JV_KIND_STRING)
+	else if (jv_get_kind(v) != JV_KIND_STRING)
 		*why = xstrdup("auth_token is not a string");
 	jv_free(v);
 	if (*why)

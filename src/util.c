@@ -14,17 +14,26 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "util.h"
 
-/* Out of memory: nothing sensible is left to do. The message is written
- * directly because formatting a log line could itself need memory. */
-static _Noreturn void die_oom(void)
+/* Nothing sensible is left to do. The message is written directly: util sits
+ * below the log (which allocates through it), and formatting a log line could
+ * itself need memory. */
+static _Noreturn void die(const char *what, const char *detail)
 {
-	static const char msg[] = "molecule-connect: out of memory\n";
-	ssize_t r = write(STDERR_FILENO, msg, sizeof msg - 1);
+	char line[512];
+	int n = snprintf(line, sizeof line, "molecule-connect: %s%s%s\n", what, detail ? ": " : "",
+			 detail ? detail : "");
+	if (n < 0 || (size_t)n >= sizeof line)
+		n = (int)strlen(line);
+	ssize_t r = write(STDERR_FILENO, line, (size_t)n);
 	(void)r;
 	exit(1);
+}
+
+static _Noreturn void die_oom(void)
+{
+	die("out of memory", NULL);
 }
 
 void *xmalloc(size_t n)
@@ -80,7 +89,7 @@ char *xasprintf(const char *fmt, ...)
 		 * here: a programming error, but dying would hide it less than
 		 * returning NULL to callers that never check. */
 		va_end(ap2);
-		fatal(1, "internal error: bad format string \"%s\"", fmt);
+		die("internal error: bad format string", fmt);
 	}
 	char *p = xmalloc((size_t)n + 1);
 	vsnprintf(p, (size_t)n + 1, fmt, ap2);
@@ -139,7 +148,7 @@ static void random_fill(unsigned char *buf, size_t n)
 			continue;
 		if (r < 0 && errno == ENOSYS && urandom_fill(buf, n) == 0)
 			return;
-		fatal(1, "cannot read random bytes: %s", strerror(r < 0 ? errno : EIO));
+		die("cannot read random bytes", strerror(r < 0 ? errno : EIO));
 	}
 }
 
@@ -256,119 +265,4 @@ int parse_seconds(const char *s, double min, double max, double *out)
 		return -1;
 	*out = v;
 	return 0;
-}
-
-char *json_error(jv invalid)
-{
-	jv msg = jv_invalid_get_msg(invalid);
-	char *reason;
-	if (jv_get_kind(msg) == JV_KIND_STRING) {
-		const char *m = jv_string_value(msg);
-		const char *cut = strstr(m, " (while parsing");
-		reason = cut ? xstrndup(m, (size_t)(cut - m)) : xstrdup(m);
-		for (char *c = reason; *c; c++)
-			if (*c == '\n' || *c == '\r')
-				*c = ' ';
-	} else {
-		reason = xstrdup("not valid JSON");
-	}
-	jv_free(msg);
-	return reason;
-}
-
-/* ---- compact JSON output ---- */
-
-static void json_write_string(struct buf *b, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t run = 0;
-	buf_append(b, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		const char *esc = NULL;
-		char u[7];
-		if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
-			continue; /* stays in the run */
-		switch (c) {
-		case '"': esc = "\\\""; break;
-		case '\\': esc = "\\\\"; break;
-		case '\b': esc = "\\b"; break;
-		case '\f': esc = "\\f"; break;
-		case '\n': esc = "\\n"; break;
-		case '\r': esc = "\\r"; break;
-		case '\t': esc = "\\t"; break;
-		default:
-			u[0] = '\\', u[1] = 'u', u[2] = '0', u[3] = '0';
-			u[4] = hex[c >> 4], u[5] = hex[c & 15], u[6] = '\0';
-			esc = u;
-		}
-		buf_append(b, s + run, i - run);
-		buf_append(b, esc, strlen(esc));
-		run = i + 1;
-	}
-	buf_append(b, s + run, n - run);
-	buf_append(b, "\"", 1);
-}
-
-void json_write(struct buf *b, jv v)
-{
-	switch (jv_get_kind(v)) {
-	case JV_KIND_NULL:
-		buf_append(b, "null", 4);
-		break;
-	case JV_KIND_TRUE:
-		buf_append(b, "true", 4);
-		break;
-	case JV_KIND_FALSE:
-		buf_append(b, "false", 5);
-		break;
-	case JV_KIND_STRING:
-		json_write_string(b, jv_string_value(v), (size_t)jv_string_length_bytes(jv_copy(v)));
-		break;
-	case JV_KIND_ARRAY:
-		buf_append(b, "[", 1);
-		jv_array_foreach(v, i, e) {
-			if (i > 0)
-				buf_append(b, ",", 1);
-			json_write(b, e);
-		}
-		buf_append(b, "]", 1);
-		break;
-	case JV_KIND_OBJECT: {
-		bool first = true;
-		buf_append(b, "{", 1);
-		/* libjq's own order (insertion order), as jv_dump_string has it. */
-		for (int it = jv_object_iter(v); jv_object_iter_valid(v, it); it = jv_object_iter_next(v, it)) {
-			jv key = jv_object_iter_key(v, it);
-			if (!first)
-				buf_append(b, ",", 1);
-			first = false;
-			json_write_string(b, jv_string_value(key), (size_t)jv_string_length_bytes(jv_copy(key)));
-			buf_append(b, ":", 1);
-			json_write(b, jv_object_iter_value(v, it));
-			jv_free(key);
-		}
-		buf_append(b, "}", 1);
-		break;
-	}
-	default: {
-		/* Numbers (and anything else): libjq's own formatting. */
-		jv d = jv_dump_string(jv_copy(v), 0);
-		buf_append(b, jv_string_value(d), (size_t)jv_string_length_bytes(jv_copy(d)));
-		jv_free(d);
-		break;
-	}
-	}
-	jv_free(v);
-}
-
-char *json_dump(jv v, size_t *len)
-{
-	struct buf b = { 0 };
-	json_write(&b, v);
-	if (!b.p)
-		buf_append(&b, "", 0);
-	if (len)
-		*len = b.len;
-	return b.p;
 }

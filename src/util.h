@@ -32,19 +32,6 @@ void buf_append(struct buf *b, const void *data, size_t n);
 void buf_consume(struct buf *b, size_t n); /* drops n bytes from the front */
 void buf_free(struct buf *b);
 
-/* The reason of a failed jv_parse (invalid consumed), on one line and without
- * the copy of the whole input libjq 1.6 appends (it may hold a secret, and it
- * may be huge). Caller frees. */
-#include <jv.h>
-char *json_error(jv invalid);
-
-/* Appends v (consumed) to b as compact JSON, byte for byte what
- * jv_dump_string(v, 0) writes, but in runs rather than a character at a
- * time through a growing jv string (a 1 MiB text took 40 ms that way). */
-void json_write(struct buf *b, jv v);
-/* The same into a new string (caller frees); its length in *len if not NULL. */
-char *json_dump(jv v, size_t *len);
-
 /* Strict number parsing for options: whole string, range-checked. 0 on success. */
 int parse_long(const char *s, long min, long max, long *out);
 /* Seconds with an optional fraction ("1", "0.25"); 0 on success. */

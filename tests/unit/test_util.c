@@ -15,6 +15,7 @@
 #include "log.h"
 #include "tap.h"
 #include "util.h"
+#include "json.h"
 
 #define SECRET "s3cr3t-token-value-0123456789abcdefghijklm"
 
