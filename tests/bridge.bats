@@ -7,7 +7,7 @@
 load helpers
 
 UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-# The keys of a message line, in the order DESIGN.md gives them.
+# The keys of a message line, in the order the man page gives them.
 LINE_KEYS='["id","workspace_id","source_id","origin","method","text","parts","message_id","context_id","task_id","created_at","request"]'
 # A co-process that answers every message with "echo: <text>".
 ECHO_JQ='{id, text: ("echo: " + .text)}'
@@ -249,7 +249,7 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	bridge_start_filter
 	wait_until 10 bridge_out_lines 4
 	act=$(activity "$WS_ID")
-	# What each line must be, key for key and in DESIGN.md's key order: the peer's
+	# What each line must be, key for key and in the documented key order: the peer's
 	# message (text parts joined with \n, every part kept), the canvas (no source,
 	# its whole envelope with metadata), a row without request_body (empty text and
 	# parts, request null) and parts written with "type" instead of "kind".

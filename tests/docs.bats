@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # docs.bats: the man page against the program: every option of --help documented,
-# the formats of DESIGN.md present, and mandoc's lint clean. Needs MC_BIN, MANPAGE.
+# the message and reply formats present, and mandoc's lint clean. Needs MC_BIN, MANPAGE.
 
 setup() {
 	: "${MC_BIN:?MC_BIN must name the built molecule-connect}"
@@ -81,7 +81,7 @@ man_section() { # title
 	done
 }
 
-@test "INPUT documents every reply shape of DESIGN.md" {
+@test "INPUT documents every reply shape" {
 	local section
 	section=$(man_section INPUT)
 	for field in id text parts error retry; do
