@@ -775,6 +775,11 @@ static void print_help(void)
 static void print_version(void)
 {
 	printf(PROG " " PACKAGE_VERSION "\n%s\n", curl_version());
+	printf("Copyright (c) the " PROG " authors.\n"
+	       "License MIT: <https://opensource.org/licenses/MIT>.\n"
+	       "This is free software: you are free to change and redistribute it.\n"
+	       "There is NO WARRANTY, to the extent permitted by law.\n"
+	       "Home page: <" PACKAGE_URL ">\n");
 }
 
 /* Free text (programs, commands) may hold newlines: JSON-quote it to keep one line. */
