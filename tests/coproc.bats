@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Co-process mode (molecule-connect [options] ID -- COMMAND [ARG...]) and contrib/:
 # the handler's pipes, environment, restarts, shutdown; the Claude Code handler
-# and the systemd unit.
+# and the example handlers (the systemd unit is tested in install.bats).
 
 load helpers
 
@@ -394,38 +394,4 @@ coproc_fake_claude() {
 		"three two one,2 messages from $PEER_ID so far"
 	coproc_stop_bridge
 	assert_eq "$COPROC_RC" 0
-}
-
-@test "contrib/molecule-connect@.service: one instance per workspace, state, environment file, restart" {
-	local unit="$CONTRIB/molecule-connect@.service"
-	grep -qx 'ExecStart=/usr/local/bin/molecule-connect --state-dir ${STATE_DIRECTORY} $MOLECULE_CONNECT_ARGS %i -- $HANDLER' "$unit"
-	grep -qx 'StateDirectory=molecule-connect/%i' "$unit"
-	grep -qx 'EnvironmentFile=/etc/molecule-connect/%i.env' "$unit"
-	grep -qx 'Restart=on-failure' "$unit"
-	grep -qx 'RestartSec=5' "$unit"
-	grep -qx 'DynamicUser=yes' "$unit"
-	grep -qx 'KillMode=mixed' "$unit"
-	grep -qx 'ProtectSystem=strict' "$unit"
-	grep -qx 'NoNewPrivileges=yes' "$unit"
-	grep -qx 'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' "$unit"
-	# The stop timeout leaves room for the bridge's own drain (10 s) and grace.
-	local stop
-	stop=$(sed -n 's/^TimeoutStopSec=//p' "$unit")
-	[ "$stop" -ge 15 ]
-	# The token never sits on the command line.
-	run grep -c 'TOKEN' <(grep '^ExecStart=' "$unit")
-	assert_eq "$output" 0
-}
-
-@test "contrib/molecule-connect@.service passes systemd-analyze verify" {
-	command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
-	# verify checks that ExecStart's program exists: point it at the built one.
-	mkdir -p "$T/units"
-	sed "s|/usr/local/bin/molecule-connect|$MC_BIN|" "$CONTRIB/molecule-connect@.service" \
-		>"$T/units/molecule-connect@.service"
-	cp "$T/units/molecule-connect@.service" "$T/units/molecule-connect@$WS_ID.service"
-	run systemd-analyze verify --man=no "$T/units/molecule-connect@$WS_ID.service"
-	[ "$status" -eq 0 ] || { echo "$output" >&2; false; }
-	# Unknown keys and bad values are only warnings: there must be none.
-	assert_eq "$output" "" "systemd-analyze verify output"
 }
