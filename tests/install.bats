@@ -161,7 +161,7 @@ bash_complete() { # completion file, word...
 	local setting
 	for setting in 'StateDirectory=molecule-connect/%i' 'EnvironmentFile=/etc/molecule-connect/%i.env' \
 		'ConfigurationDirectory=molecule-connect' 'Restart=on-failure' 'RestartSec=5' \
-		'RestartPreventExitStatus=2 3' 'KillMode=mixed' 'DynamicUser=yes' 'UMask=0077'; do
+		'RestartPreventExitStatus=2 3 126 127' 'KillMode=mixed' 'DynamicUser=yes' 'UMask=0077'; do
 		grep -qxF "$setting" "$UNIT" || { echo "missing: $setting" >&2; false; }
 	done
 	# The stop timeout leaves room for the bridge's own drain (10 s) and grace.
