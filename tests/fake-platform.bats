@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The fake platform against CONTRACT.md, and its control API.
+# The fake platform: its platform API, and the control API the tests drive it with.
 
 load helpers
 
