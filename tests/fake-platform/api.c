@@ -1,4 +1,4 @@
-/* api.c: the platform API the bridge speaks to: register, heartbeat, activity, a2a, notify. */
+/* api.c: the platform API's front door (routing, rate limit, tenancy, auth) and register, heartbeat, workspace status. */
 #include <config.h>
 
 #include <limits.h>
@@ -8,61 +8,127 @@
 #include "fake.h"
 
 /*
- * A request meets, in order: the rate limit, the injected faults, the org guard, the
- * 1 MiB body cap, then its endpoint (auth, validation, effect).
+ * A request meets, in order: the rate limit, the injected faults, the tenant guard,
+ * the body cap, then its endpoint (auth, validation, effect).
  */
 
-/* The workspace id in /workspaces/<id>/<suffix>, copied into id; false if url has another shape. */
-static bool workspace_path(const char *url, const char *suffix, char *id, size_t idsize)
+struct route {
+	enum endpoint ep;
+	char id[256];                   /* the workspace the path names, or "" */
+	char file_id[256];              /* the pending upload the path names, or "" */
+};
+
+/* Copies the path segment at *p (up to '/' or the end) into out and moves past it. */
+static bool segment(const char **p, char *out, size_t size)
 {
-	static const char prefix[] = "/workspaces/";
-	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
+	size_t n = strcspn(*p, "/");
+	if (n == 0 || n >= size)
 		return false;
-	const char *start = url + sizeof prefix - 1, *slash = strchr(start, '/');
-	if (!slash || slash == start || strcmp(slash + 1, suffix) != 0 ||
-	    (size_t)(slash - start) >= idsize)
-		return false;
-	memcpy(id, start, (size_t)(slash - start));
-	id[slash - start] = '\0';
+	memcpy(out, *p, n);
+	out[n] = '\0';
+	*p += n;
 	return true;
 }
 
-static enum endpoint classify(const char *method, const char *url, char *id, size_t idsize)
+/* The endpoint of /workspaces/<id><rest>, with rest the part after the id. */
+static enum endpoint workspace_endpoint(bool get, bool post, const char *rest, struct route *rt)
 {
-	bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
-
-	*id = '\0';
-	if (post && strcmp(url, "/registry/register") == 0)
-		return EP_REGISTER;
-	if (post && strcmp(url, "/registry/heartbeat") == 0)
-		return EP_HEARTBEAT;
-	if (get && workspace_path(url, "activity", id, idsize))
+	if (get && *rest == '\0')
+		return EP_WORKSPACE;
+	if (get && strcmp(rest, "/activity") == 0)
 		return EP_ACTIVITY;
-	if (post && workspace_path(url, "a2a", id, idsize))
+	if (post && strcmp(rest, "/activity/ack") == 0 && platform.acks_enabled)
+		return EP_ACK;
+	if (post && strcmp(rest, "/a2a") == 0)
 		return EP_A2A;
-	if (post && workspace_path(url, "notify", id, idsize))
+	if (post && strcmp(rest, "/notify") == 0)
 		return EP_NOTIFY;
+	if (get && strcmp(rest, "/events/stream") == 0 && platform.events_enabled)
+		return EP_EVENTS;
+	if (strncmp(rest, "/pending-uploads/", 17) == 0) {
+		rest += 17;
+		if (segment(&rest, rt->file_id, sizeof rt->file_id)) {
+			if (get && strcmp(rest, "/content") == 0)
+				return EP_UPLOAD;
+			if (post && strcmp(rest, "/ack") == 0)
+				return EP_UPLOAD_ACK;
+		}
+	}
 	return EP_OTHER;
 }
 
-/* Checks the bearer token against w's; answers 401 and returns false when it does not match. */
-static bool authorised(struct MHD_Connection *c, const struct workspace *w, struct reply *rp)
+static void classify(const char *method, const char *url, struct route *rt)
+{
+	bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
+
+	*rt = (struct route){ .ep = EP_OTHER };
+	if (post && strcmp(url, "/registry/register") == 0) {
+		rt->ep = EP_REGISTER;
+	} else if (post && strcmp(url, "/registry/heartbeat") == 0) {
+		rt->ep = EP_HEARTBEAT;
+	} else if (get && strcmp(url, "/health") == 0) {
+		rt->ep = EP_HEALTH;
+	} else if (strncmp(url, "/workspaces/", 12) == 0) {
+		const char *rest = url + 12;
+		if (segment(&rest, rt->id, sizeof rt->id))
+			rt->ep = workspace_endpoint(get, post, rest, rt);
+		if (rt->ep == EP_OTHER)
+			rt->id[0] = rt->file_id[0] = '\0';
+	}
+}
+
+/* The token after "Bearer " (case-sensitive), or NULL. */
+static const char *bearer(struct MHD_Connection *c)
 {
 	const char *auth = header(c, "Authorization");
-	if (!auth || strncmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
-		reply_error(rp, 401, "missing workspace auth token");
-		return false;
-	}
-	if (!w || !w->token || strcmp(auth + 7, w->token) != 0) {
-		reply_error(rp, 401, "invalid workspace auth token");
+	if (!auth || strncmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0')
+		return NULL;
+	return auth + 7;
+}
+
+/* X-Workspace-ID is optional; when sent it must name the token's own workspace. */
+static bool caller_claim_ok(struct MHD_Connection *c, const struct workspace *w,
+			    struct reply *rp)
+{
+	const char *claimed = header(c, "X-Workspace-ID");
+	if (claimed && *claimed && strcmp(claimed, w->id) != 0) {
+		reply_error(rp, 401, "caller ID does not match workspace auth token");
 		return false;
 	}
 	return true;
+}
+
+bool authorised(struct MHD_Connection *c, const struct workspace *w, struct reply *rp)
+{
+	const char *token = bearer(c);
+	if (!token) {
+		reply_error(rp, 401, "missing workspace auth token");
+		return false;
+	}
+	if (!w || !w->token || strcmp(token, w->token) != 0) {
+		reply_error(rp, 401, "invalid workspace auth token");
+		return false;
+	}
+	return caller_claim_ok(c, w, rp);
+}
+
+/* The caller of /a2a is whoever the bearer token belongs to. */
+struct workspace *token_caller(struct MHD_Connection *c, struct reply *rp)
+{
+	const char *token = bearer(c);
+	struct workspace *w = token ? ws_by_token(token) : NULL;
+	if (!token)
+		reply_error(rp, 401, "missing workspace auth token");
+	else if (!w)
+		reply_error(rp, 401, "invalid workspace auth token");
+	else if (!caller_claim_ok(c, w, rp))
+		w = NULL;
+	return w;
 }
 
 static void api_register(struct MHD_Connection *c, jv body, struct reply *rp)
 {
-	const char *id = field_str(body, "id");
+	const char *id = field_str(body, "id"), *mode = field_str(body, "delivery_mode");
 	jv_kind mode_kind = field_kind(body, "delivery_mode");
 
 	if (!id || !*id || field_kind(body, "agent_card") != JV_KIND_OBJECT ||
@@ -72,31 +138,54 @@ static void api_register(struct MHD_Connection *c, jv body, struct reply *rp)
 		return;
 	}
 	struct workspace *w = ws_find(id);
-	bool first = !w || !w->token;
-	if (!first && !authorised(c, w, rp))
+	/* Without a live token (new, or revoked) a register needs none, and mints one. */
+	bool mint = !w || (!w->token && w->removed_ns < 0);
+	if (!mint && !authorised(c, w, rp))
 		return;
+	if (mode && strcmp(mode, "poll") != 0 && strcmp(mode, "push") != 0) {
+		reply_error(rp, 400, "delivery_mode must be 'push' or 'poll'");
+		return;
+	}
+	/* A workspace is push-mode unless told otherwise, and push needs a url. */
+	const char *url = field_str(body, "url");
+	if (!mode)
+		mode = "push";
+	if (strcmp(mode, "push") == 0 && (!url || !*url)) {
+		reply_error(rp, 400, "url is required for push-mode workspaces");
+		return;
+	}
 	if (!w)
 		w = ws_create(id, NULL);
-	if (first)
+	if (mint)
 		w->token = new_token();
 	jv_free(w->agent_card);
 	w->agent_card = json_field(body, "agent_card");
-	if (mode_kind == JV_KIND_STRING) {
-		free(w->delivery_mode);
-		w->delivery_mode = xstrdup(field_str(body, "delivery_mode"));
-	}
+	free(w->delivery_mode);
+	w->delivery_mode = xstrdup(mode);
 	w->registered = true;
+	ws_heard_from(w);
 
 	jv o = jv_object_set(jv_object(), jv_string("status"), jv_string("registered"));
-	if (first)
+	o = jv_object_set(o, jv_string("delivery_mode"), jv_string(mode));
+	if (mint)
 		o = jv_object_set(o, jv_string("auth_token"), jv_string(w->token));
 	reply_json(rp, 200, o);
+}
+
+/* A register that failed degrades its workspace, unless the caller was not even let in. */
+static void register_outcome(jv body, unsigned status)
+{
+	const char *id = field_str(body, "id");
+	struct workspace *w = id ? ws_find(id) : NULL;
+	if (w && status != 200 && status != 0 && status != 401 && status != 429)
+		ws_register_failed(w);
 }
 
 static bool heartbeat_valid(jv body)
 {
 	static const char *const integers[] = { "uptime_seconds", "active_tasks" };
 	static const char *const strings[] = { "sample_error", "current_task", "runtime_state" };
+	jv_kind busy = field_kind(body, "is_busy");
 	double d;
 
 	for (size_t i = 0; i < sizeof integers / sizeof *integers; i++)
@@ -111,12 +200,14 @@ static bool heartbeat_valid(jv body)
 		if (k != JV_KIND_INVALID && k != JV_KIND_STRING)
 			return false;
 	}
-	return true;
+	return busy == JV_KIND_INVALID || busy == JV_KIND_TRUE || busy == JV_KIND_FALSE;
 }
 
 static void api_heartbeat(struct MHD_Connection *c, jv body, int64_t t_ms, struct reply *rp)
 {
 	const char *id = field_str(body, "workspace_id");
+	double error_rate;
+
 	if (!id || !*id) {
 		reply_error(rp, 400, "invalid request body");
 		return;
@@ -131,164 +222,148 @@ static void api_heartbeat(struct MHD_Connection *c, jv body, int64_t t_ms, struc
 	jv_free(w->last_heartbeat);
 	w->last_heartbeat = jv_copy(body);
 	w->last_heartbeat_ms = t_ms;
-	reply_status(rp, "ok");
+	ws_heard_from(w);
+	/* A high error rate degrades, a low one recovers; in between nothing changes. */
+	if (field_num(body, "error_rate", &error_rate)) {
+		if (error_rate >= 0.5)
+			w->error_degraded = true;
+		else if (error_rate < 0.1)
+			w->error_degraded = false;
+	}
+	jv o = jv_object_set(jv_object(), jv_string("status"), jv_string("ok"));
+	reply_json(rp, 200, jv_object_set(o, jv_string("generation"), jv_number(0)));
 }
 
-static void api_activity(struct MHD_Connection *c, const char *id, struct reply *rp)
+/* GET /workspaces/<id>: open to anyone who knows the id, as the canvas reads it. */
+static void api_workspace(const char *id, struct reply *rp)
 {
 	struct workspace *w = ws_find(id);
-	const char *type = query(c, "type"), *since_id = query(c, "since_id");
-	const char *since_secs = query(c, "since_secs");
-	long limit;
+	char at[40];
 
-	if (!authorised(c, w, rp))
-		return;
-	if (parse_long(query(c, "limit"), 1, LONG_MAX, &limit) != 0)
-		limit = LIMIT_DEFAULT;
-	if (limit > LIMIT_MAX)
-		limit = LIMIT_MAX;
-	/* Every row this platform stores is an a2a_receive row. */
-	bool none = type && strcmp(type, "a2a_receive") != 0;
-
-	if (since_id) {
-		long at = rows_find(w, since_id);
-		if (at < 0) {
-			reply_error(rp, 410, "cursor not found");
-			return;
-		}
-		size_t first = rows_upper_bound(w, w->rows[at]->created_us);
-		reply_rows(rp, w->rows, (long)first, none ? (long)first : (long)w->nrows, 1,
-			   (size_t)limit);
-		return;
-	}
-	int64_t cutoff = INT64_MIN;
-	if (since_secs) {
-		long secs;
-		if (parse_long(since_secs, 0, LONG_MAX, &secs) != 0) {
-			reply_error(rp, 400, "invalid since_secs");
-			return;
-		}
-		if (secs > SINCE_SECS_MAX)
-			secs = SINCE_SECS_MAX;
-		cutoff = wall_us() - (int64_t)secs * 1000000;
-	}
-	long end = (long)w->nrows - 1;
-	while (end >= 0 && w->rows[end]->created_us >= cutoff)
-		end--;
-	reply_rows(rp, w->rows, (long)w->nrows - 1, none ? (long)w->nrows - 1 : end, -1,
-		   (size_t)limit);
-}
-
-static void api_a2a(struct MHD_Connection *c, const char *peer_id, jv body, struct reply *rp)
-{
-	const char *auth = header(c, "Authorization");
-	const char *caller_id = header(c, "X-Workspace-ID");
-
-	if (!auth || strncmp(auth, "Bearer ", 7) != 0 || auth[7] == '\0') {
-		reply_error(rp, 401, "missing workspace auth token");
-		return;
-	}
-	if (!caller_id || !*caller_id) {
-		reply_error(rp, 400, "missing X-Workspace-ID");
-		return;
-	}
-	if (!authorised(c, ws_find(caller_id), rp))
-		return;
-	if (jv_get_kind(body) != JV_KIND_OBJECT) {
-		reply_error(rp, 400, "invalid JSON");
-		return;
-	}
-	struct workspace *peer = ws_find(peer_id);
-	if (!peer) {
+	if (!w) {
 		reply_error(rp, 404, "workspace not found");
 		return;
 	}
-	const char *method = field_str(body, "method");
-	row_add(peer, caller_id, method ? method : "message/send", jv_copy(body), -1);
-
-	jv o = jv_object_set(jv_object(), jv_string("status"), jv_string("queued"));
-	o = jv_object_set(o, jv_string("delivery_mode"), jv_string("poll"));
-	o = jv_object_set(o, jv_string("method"), jv_string("message/send"));
+	if (w->removed_ns >= 0) {
+		format_rfc3339(w->removed_ns, at);
+		jv o = jv_object_set(jv_object(), jv_string("error"), jv_string("workspace removed"));
+		o = jv_object_set(o, jv_string("id"), jv_string(w->id));
+		reply_json(rp, 410, jv_object_set(o, jv_string("removed_at"), jv_string(at)));
+		return;
+	}
+	jv busy = json_field(w->last_heartbeat, "is_busy");
+	jv o = jv_object_set(jv_object(), jv_string("id"), jv_string(w->id));
+	o = jv_object_set(o, jv_string("name"), jv_str_or_null(w->name));
+	o = jv_object_set(o, jv_string("role"), jv_str_or_null(w->role));
+	o = jv_object_set(o, jv_string("status"), jv_string(ws_status(w)));
+	o = jv_object_set(o, jv_string("delivery_mode"), jv_str_or_null(w->delivery_mode));
+	o = jv_object_set(o, jv_string("is_busy"), jv_bool(jv_get_kind(busy) == JV_KIND_TRUE));
+	o = jv_object_set(o, jv_string("current_task"),
+			  jv_str_or_null(field_str(w->last_heartbeat, "current_task")));
+	jv_free(busy);
 	reply_json(rp, 200, o);
 }
 
-static void api_notify(struct MHD_Connection *c, const char *id, jv body, struct reply *rp)
+static void api_events(struct MHD_Connection *c, const char *id, struct reply *rp)
 {
 	struct workspace *w = ws_find(id);
 	if (!authorised(c, w, rp))
 		return;
-	const char *message = field_str(body, "message");
-	if (!message || !*message) {
-		reply_error(rp, 400, "message is required");
-		return;
-	}
-	jv echo = jv_object_set(jv_object(), jv_string("message"), jv_string(message));
-	row_add(w, NULL, "notify", echo, -1);
-	reply_status(rp, "sent");
+	const union MHD_ConnectionInfo *fd =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	free(rp->body);
+	rp->body = NULL;
+	rp->status = 200;
+	rp->content_type = xstrdup("text/event-stream");
+	rp->events = events_subscribe(w, &rp->stream, fd ? fd->connect_fd : -1);
 }
 
-static void api_dispatch(struct MHD_Connection *c, const struct request *rq, enum endpoint ep,
-			 const char *id, jv body, struct reply *rp)
+/* The multi-tenant guard: the org header on every path but register, heartbeat, health. */
+static bool tenant_ok(struct MHD_Connection *c, enum endpoint ep, struct reply *rp)
 {
-	if (platform.org_id && ep != EP_REGISTER && ep != EP_HEARTBEAT) {
-		const char *org = header(c, "X-Molecule-Org-Id");
-		if (!org || strcmp(org, platform.org_id) != 0) {
-			rp->status = 404;
-			rp->bare = true;
-			return;
-		}
+	if (!platform.org_id || ep == EP_REGISTER || ep == EP_HEARTBEAT || ep == EP_HEALTH)
+		return true;
+	const char *org = header(c, "X-Molecule-Org-Id");
+	if ((!org || !*org) && !platform.missing_org_404) {
+		jv o = jv_object_set(jv_object(), jv_string("error"),
+				     jv_string("missing tenant routing header"));
+		o = jv_object_set(o, jv_string("code"), jv_string("TENANT_ORG_HEADER_REQUIRED"));
+		o = jv_object_set(o, jv_string("required_header"), jv_string("X-Molecule-Org-Id"));
+		reply_json(rp, 400, o);
+		return false;
 	}
-	if (ep != EP_ACTIVITY && ep != EP_OTHER && rq->body_too_big) {
+	if (!org || strcmp(org, platform.org_id) != 0) {
+		free(rp->body);
+		rp->body = NULL;
+		rp->status = 404;
+		rp->bare = true;
+		return false;
+	}
+	return true;
+}
+
+static void body_too_big(enum endpoint ep, struct reply *rp)
+{
+	if (ep != EP_A2A) {
 		reply_error(rp, 400, "invalid request body");
 		return;
 	}
-	switch (ep) {
-	case EP_REGISTER:
-		api_register(c, body, rp);
-		break;
-	case EP_HEARTBEAT:
-		api_heartbeat(c, body, rq->t_ms, rp);
-		break;
-	case EP_ACTIVITY:
-		api_activity(c, id, rp);
-		break;
-	case EP_A2A:
-		api_a2a(c, id, body, rp);
-		break;
-	case EP_NOTIFY:
-		api_notify(c, id, body, rp);
-		break;
-	case EP_OTHER:
-		reply_error(rp, 404, "not found");
-		break;
+	jv o = jv_object_set(jv_object(), jv_string("error"),
+			     jv_string("request body exceeds the 16 MiB limit"));
+	o = jv_object_set(o, jv_string("truncated"), jv_true());
+	reply_json(rp, 413, jv_object_set(o, jv_string("max_bytes"), jv_number(A2A_BODY_CAP)));
+}
+
+static void api_dispatch(struct MHD_Connection *c, const struct request *rq,
+			 const struct route *rt, jv body, struct reply *rp)
+{
+	if (!tenant_ok(c, rt->ep, rp))
+		return;
+	if (endpoint_is_post(rt->ep) && rq->body_too_big) {
+		body_too_big(rt->ep, rp);
+		return;
+	}
+	switch (rt->ep) {
+	case EP_REGISTER: api_register(c, body, rp); break;
+	case EP_HEARTBEAT: api_heartbeat(c, body, rq->t_ms, rp); break;
+	case EP_ACTIVITY: api_activity(c, rt->id, rp); break;
+	case EP_ACK: api_ack(c, rt->id, body, rp); break;
+	case EP_A2A: api_a2a(c, rt->id, body, rp); break;
+	case EP_NOTIFY: api_notify(c, rt->id, body, rp); break;
+	case EP_WORKSPACE: api_workspace(rt->id, rp); break;
+	case EP_EVENTS: api_events(c, rt->id, rp); break;
+	case EP_UPLOAD: api_upload_content(c, rt->id, rt->file_id, rp); break;
+	case EP_UPLOAD_ACK: api_upload_ack(c, rt->id, rt->file_id, rp); break;
+	case EP_HEALTH: reply_status(rp, "ok"); break;
+	case EP_OTHER: reply_error(rp, 404, "not found"); break;
 	}
 }
 
 /* The workspace a recorded post is about: the caller for a2a. */
-static const char *post_workspace(struct MHD_Connection *c, enum endpoint ep, const char *id,
-				  jv body)
+static const char *post_workspace(struct MHD_Connection *c, const struct route *rt, jv body)
 {
-	switch (ep) {
+	switch (rt->ep) {
 	case EP_REGISTER:
 		return field_str(body, "id");
 	case EP_HEARTBEAT:
 		return field_str(body, "workspace_id");
-	case EP_A2A:
-		return header(c, "X-Workspace-ID");
-	case EP_NOTIFY:
-		return id;
+	case EP_A2A: {
+		const char *token = bearer(c);
+		const struct workspace *caller = token ? ws_by_token(token) : NULL;
+		return caller ? caller->id : header(c, "X-Workspace-ID");
+	}
 	default:
-		return NULL;
+		return rt->id;
 	}
 }
 
-static void record_post(struct MHD_Connection *c, const struct request *rq, enum endpoint ep,
-			const char *id, jv body, unsigned status)
+static void record_post(struct MHD_Connection *c, const struct request *rq,
+			const struct route *rt, jv body, unsigned status)
 {
-	const char *ws = post_workspace(c, ep, id, body);
+	const char *ws = post_workspace(c, rt, body);
 
 	posts_add((struct post){
-		.seq = rq->seq, .kind = ep, .path = xstrdup(rq->uri), .t_ms = rq->t_ms,
+		.seq = rq->seq, .kind = rt->ep, .path = xstrdup(rq->uri), .t_ms = rq->t_ms,
 		.status = status, .workspace_id = ws ? xstrdup(ws) : NULL,
 		.headers = request_headers(c),
 		.body = jv_is_valid(body) ? jv_copy(body)
@@ -297,40 +372,56 @@ static void record_post(struct MHD_Connection *c, const struct request *rq, enum
 	});
 }
 
+/* Whose budget a request spends: the org's, else the token's, else the address's. */
+static char *rate_key(struct MHD_Connection *c, const struct request *rq)
+{
+	const char *org = header(c, "X-Molecule-Org-Id");
+	while (org && (*org == ' ' || *org == '\t'))
+		org++;
+	if (org && *org)
+		return xasprintf("org:%s", org);
+	const char *token = bearer(c);
+	if (token)
+		return xasprintf("tok:%s", token);
+	return xasprintf("ip:%s", rq->conn ? rq->conn->ip : "?");
+}
+
 void api_handle(struct MHD_Connection *c, const char *method, const char *url,
 		struct request *rq, struct reply *rp, struct rate_headers *rh)
 {
-	char id[256];
-	enum endpoint ep = classify(method, url, id, sizeof id);
-	bool allowed, decided;
+	struct route rt;
+	bool decided;
 	long retry_after = 0;
 	unsigned delay_ms = 0;
+	char *key = rate_key(c, rq);
 
+	classify(method, url, &rt);
 	pthread_mutex_lock(&state_lock);
-	*rh = rate_limit_take(rq->conn->ip, &allowed, &retry_after);
-	if (!allowed) {
+	if (!rate_limit_take(key, rh, &retry_after)) {
 		reply_too_many(rp, retry_after);
 		decided = true;
 	} else {
-		decided = faults_apply(ep, rp, &delay_ms);
+		decided = faults_apply(rt.ep, rt.id, rp, &delay_ms);
 	}
 	pthread_mutex_unlock(&state_lock);
+	free(key);
 
 	if (delay_ms)
 		sleep_ms(delay_ms);
 
 	pthread_mutex_lock(&state_lock);
-	jv body = ep == EP_ACTIVITY || ep == EP_OTHER || !rq->body
-		? jv_invalid() : parse_json(rq->body, rq->body_len);
+	bool posted = endpoint_is_post(rt.ep);
+	jv body = posted && rq->body ? parse_json(rq->body, rq->body_len) : jv_invalid();
 	if (!decided)
-		api_dispatch(c, rq, ep, id, body, rp);
+		api_dispatch(c, rq, &rt, body, rp);
 	unsigned status = rp->reset ? 0 : rp->status;
-	if (ep != EP_ACTIVITY && ep != EP_OTHER)
-		record_post(c, rq, ep, id, body, status);
+	if (rt.ep == EP_REGISTER)
+		register_outcome(body, status);
+	if (posted)
+		record_post(c, rq, &rt, body, status);
 	requests_set_status(rq->seq, status);
 	if (platform.log)
 		fprintf(platform.log, "%lld %s %s %u\n", (long long)rq->t_ms, method, rq->uri, status);
 	jv_free(body);
 	pthread_mutex_unlock(&state_lock);
 }
-

@@ -7,7 +7,48 @@
 
 #include "fake.h"
 
+/* Reads the optional settings of POST /_control/workspaces into w; false when one is bad. */
+static bool workspace_settings(jv body, struct workspace *w)
+{
+	const char *name = field_str(body, "name"), *role = field_str(body, "role");
+	const char *mode = field_str(body, "delivery_mode"), *answer = field_str(body, "push_answer");
+	jv_kind talk = field_kind(body, "talk_to_user");
+	double delay = 0;
 
+	if ((json_has(body, "name") && !name) || (json_has(body, "role") && !role) ||
+	    (json_has(body, "delivery_mode") &&
+	     (!mode || (strcmp(mode, "poll") != 0 && strcmp(mode, "push") != 0))) ||
+	    (json_has(body, "push_answer") &&
+	     (!answer || (strcmp(answer, "sync") != 0 && strcmp(answer, "accepted") != 0 &&
+			  strcmp(answer, "queued") != 0))) ||
+	    (json_has(body, "push_delay_ms") &&
+	     !(field_num(body, "push_delay_ms", &delay) && is_integer(delay) && delay >= 0 &&
+	       delay <= 36e5)) ||
+	    (talk != JV_KIND_INVALID && talk != JV_KIND_TRUE && talk != JV_KIND_FALSE))
+		return false;
+	if (name) {
+		free(w->name);
+		w->name = xstrdup(name);
+	}
+	if (role) {
+		free(w->role);
+		w->role = xstrdup(role);
+	}
+	if (mode) {
+		free(w->delivery_mode);
+		w->delivery_mode = xstrdup(mode);
+	}
+	if (answer)
+		w->push_answer = strcmp(answer, "accepted") == 0 ? PUSH_ACCEPTED
+			       : strcmp(answer, "queued") == 0 ? PUSH_QUEUED : PUSH_SYNC;
+	if (json_has(body, "push_delay_ms"))
+		w->push_delay_ms = (unsigned)delay;
+	if (talk != JV_KIND_INVALID)
+		w->talk_to_user = talk == JV_KIND_TRUE;
+	return true;
+}
+
+/* POST /_control/workspaces: creates a workspace, or changes one that exists. */
 static void ctl_new_workspace(jv body, struct reply *rp)
 {
 	const char *id = field_str(body, "id"), *token = field_str(body, "token");
@@ -23,9 +64,14 @@ static void ctl_new_workspace(jv body, struct reply *rp)
 		id = fresh;
 	}
 	struct workspace *w = ws_find(id);
-	if (!w)
+	bool created = !w;
+	if (created)
 		w = ws_create(id, NULL);
-	if (token || field_true(body, "no_token") || !w->token) {
+	if (!workspace_settings(body, w)) {
+		reply_error(rp, 400, "invalid workspace settings");
+		return;
+	}
+	if (token || field_true(body, "no_token") || (created && !w->token)) {
 		free(w->token);
 		w->token = token ? xstrdup(token)
 				 : field_true(body, "no_token") ? NULL : new_token();
@@ -35,136 +81,73 @@ static void ctl_new_workspace(jv body, struct reply *rp)
 	reply_json(rp, 200, o);
 }
 
+static jv number_or_null(int64_t n)
+{
+	return n < 0 ? jv_null() : jv_number((double)n);
+}
+
 static void ctl_show_workspace(const char *id, struct reply *rp)
 {
 	struct workspace *w = ws_find(id);
+	char at[40];
+
 	if (!w) {
 		reply_error(rp, 404, "workspace not found");
 		return;
 	}
+	if (w->removed_ns >= 0)
+		format_rfc3339(w->removed_ns, at);
 	jv o = jv_object_set(jv_object(), jv_string("id"), jv_string(w->id));
 	o = jv_object_set(o, jv_string("token"), jv_str_or_null(w->token));
+	o = jv_object_set(o, jv_string("name"), jv_str_or_null(w->name));
+	o = jv_object_set(o, jv_string("role"), jv_str_or_null(w->role));
 	o = jv_object_set(o, jv_string("delivery_mode"), jv_str_or_null(w->delivery_mode));
 	o = jv_object_set(o, jv_string("registered"), jv_bool(w->registered));
+	o = jv_object_set(o, jv_string("status"), jv_string(ws_status(w)));
+	o = jv_object_set(o, jv_string("removed_at"), w->removed_ns >= 0 ? jv_string(at) : jv_null());
+	o = jv_object_set(o, jv_string("talk_to_user"), jv_bool(w->talk_to_user));
 	o = jv_object_set(o, jv_string("agent_card"), jv_copy(w->agent_card));
-	o = jv_object_set(o, jv_string("last_heartbeat_ms"),
-			  w->last_heartbeat_ms < 0 ? jv_null()
-						   : jv_number((double)w->last_heartbeat_ms));
+	o = jv_object_set(o, jv_string("last_heartbeat_ms"), number_or_null(w->last_heartbeat_ms));
 	o = jv_object_set(o, jv_string("last_heartbeat"), jv_copy(w->last_heartbeat));
+	o = jv_object_set(o, jv_string("last_acked_seq"), number_or_null(w->last_acked_seq));
+	o = jv_object_set(o, jv_string("event_streams"), jv_number((double)events_streams(w->id)));
 	o = jv_object_set(o, jv_string("rows"), jv_number((double)w->nrows));
 	reply_json(rp, 200, o);
 }
 
-/* text with every "{n}" replaced by n. */
-static char *expand_text(const char *text, long n)
+/* POST /_control/workspaces/<id>/<action>: what the platform's owner or admin does to it. */
+static void ctl_workspace_action(const char *path, jv body, struct reply *rp)
 {
-	struct buf b = { 0 };
-	char num[24];
-	int numlen = snprintf(num, sizeof num, "%ld", n);
+	char id[256];
+	const char *slash = strchr(path, '/');
+	jv_kind paused = field_kind(body, "paused");
 
-	buf_append(&b, "", 0);
-	for (const char *p = text; *p;) {
-		const char *hit = strstr(p, "{n}");
-		if (!hit) {
-			buf_append(&b, p, strlen(p));
-			break;
-		}
-		buf_append(&b, p, (size_t)(hit - p));
-		buf_append(&b, num, (size_t)numlen);
-		p = hit + 3;
-	}
-	return b.p;
-}
-
-/* The JSON-RPC envelope of one queued message, built as the platform stores it. */
-static jv message_envelope(jv spec, const char *method, const char *text, bool canvas)
-{
-	const char *key = field_str(spec, "key");
-	const char *context_id = field_str(spec, "context_id"), *task_id = field_str(spec, "task_id");
-	char rpc_id[UUID_LEN + 1], message_id[UUID_LEN + 1];
-	jv parts;
-
-	if (!key)
-		key = "kind";
-	if (field_kind(spec, "parts") == JV_KIND_ARRAY) {
-		parts = json_field(spec, "parts");
-	} else {
-		jv part = jv_object_set(jv_object(), jv_string(key), jv_string("text"));
-		part = jv_object_set(part, jv_string("text"), jv_string(text));
-		parts = jv_array_append(jv_array(), part);
-	}
-	uuid_new(rpc_id);
-	uuid_new(message_id);
-
-	jv message = jv_object_set(jv_object(), jv_string("role"), jv_string("user"));
-	message = jv_object_set(message, jv_string("messageId"), jv_string(message_id));
-	if (context_id)
-		message = jv_object_set(message, jv_string("contextId"), jv_string(context_id));
-	if (task_id)
-		message = jv_object_set(message, jv_string("taskId"), jv_string(task_id));
-	message = jv_object_set(message, jv_string("parts"), parts);
-
-	jv params = jv_object_set(jv_object(), jv_string("message"), message);
-	if (canvas)
-		params = jv_object_set(params, jv_string("metadata"),
-				       jv_object_set(jv_object(), jv_string("history"), jv_array()));
-
-	jv env = jv_object_set(jv_object(), jv_string("jsonrpc"), jv_string("2.0"));
-	env = jv_object_set(env, jv_string("id"), jv_string(rpc_id));
-	env = jv_object_set(env, jv_string("method"), jv_string(method));
-	return jv_object_set(env, jv_string("params"), params);
-}
-
-static void ctl_messages(jv spec, struct reply *rp)
-{
-	const char *target = field_str(spec, "workspace_id"), *from = field_str(spec, "from");
-	const char *text = field_str(spec, "text"), *method = field_str(spec, "method");
-	jv_kind from_kind = field_kind(spec, "from");
-	double count = 1, age = -1;
-
-	if (!target) {
-		reply_error(rp, 400, "workspace_id is required");
+	if (!slash || (size_t)(slash - path) >= sizeof id) {
+		reply_error(rp, 404, "not found");
 		return;
 	}
-	if ((json_has(spec, "count") &&
-	     !(field_num(spec, "count", &count) && is_integer(count) && count >= 0 &&
-	       count <= MESSAGES_MAX)) ||
-	    (json_has(spec, "age_secs") &&
-	     !(field_num(spec, "age_secs", &age) && age >= 0 && age < 1e9)) ||
-	    (from_kind != JV_KIND_INVALID && from_kind != JV_KIND_NULL && !from)) {
-		reply_error(rp, 400, "count, age_secs or from is invalid");
-		return;
-	}
-	struct workspace *w = ws_find(target);
+	memcpy(id, path, (size_t)(slash - path));
+	id[slash - path] = '\0';
+	struct workspace *w = ws_find(id);
+	const char *action = slash + 1;
 	if (!w) {
 		reply_error(rp, 404, "workspace not found");
-		return;
-	}
-	if (from && !ws_find(from))
-		ws_create(from, new_token());
-	if (!text)
-		text = "hello";
-	if (!method)
-		method = "message/send";
-
-	int64_t base_us = age >= 0 ? wall_us() - (int64_t)llround(age * 1e6) : -1;
-	jv ids = jv_array();
-	for (long i = 1; i <= (long)count; i++) {
-		jv request_body;
-		if (field_true(spec, "no_body")) {
-			request_body = jv_invalid();
-		} else if (json_has(spec, "request_body")) {
-			request_body = json_field(spec, "request_body");
-		} else {
-			char *expanded = expand_text(text, i);
-			request_body = message_envelope(spec, method, expanded, !from);
-			free(expanded);
+	} else if (strcmp(action, "revoke") == 0) {
+		ws_revoke(w);
+		reply_ok(rp);
+	} else if (strcmp(action, "remove") == 0) {
+		ws_remove(w);
+		reply_ok(rp);
+	} else if (strcmp(action, "pause") == 0) {
+		if (paused != JV_KIND_INVALID && paused != JV_KIND_TRUE && paused != JV_KIND_FALSE) {
+			reply_error(rp, 400, "paused must be true or false");
+			return;
 		}
-		struct row *r = row_add(w, from, method, request_body,
-					base_us < 0 ? -1 : base_us + i - 1);
-		ids = jv_array_append(ids, jv_string(r->id));
+		w->paused = paused != JV_KIND_FALSE;
+		reply_ok(rp);
+	} else {
+		reply_error(rp, 404, "not found");
 	}
-	reply_json(rp, 200, jv_object_set(jv_object(), jv_string("ids"), ids));
 }
 
 static void ctl_posts(struct MHD_Connection *c, struct reply *rp)
@@ -172,8 +155,8 @@ static void ctl_posts(struct MHD_Connection *c, struct reply *rp)
 	const char *kind = query(c, "kind"), *ws = query(c, "workspace_id");
 	enum endpoint want = EP_OTHER;
 
-	if (kind && (!endpoint_from_name(kind, &want) || want == EP_ACTIVITY)) {
-		reply_error(rp, 400, "kind must be register, heartbeat, a2a or notify");
+	if (kind && (!endpoint_from_name(kind, &want) || !endpoint_is_post(want))) {
+		reply_error(rp, 400, "kind must be register, heartbeat, a2a, notify, ack or upload_ack");
 		return;
 	}
 	jv out = jv_array();
@@ -217,7 +200,7 @@ static void ctl_activity(struct MHD_Connection *c, struct reply *rp)
 		reply_error(rp, 404, "workspace not found");
 		return;
 	}
-	reply_rows(rp, w->rows, 0, (long)w->nrows, 1, w->nrows);
+	reply_rows(rp, w->rows, 0, (long)w->nrows, 1);
 }
 
 static void ctl_prune(jv spec, struct reply *rp)
@@ -279,8 +262,29 @@ void control_handle(struct MHD_Connection *c, const char *method, const char *ur
 		ctl_new_workspace(body, rp);
 	} else if (get && strncmp(what, "/workspaces/", 12) == 0) {
 		ctl_show_workspace(what + 12, rp);
+	} else if (post && strncmp(what, "/workspaces/", 12) == 0) {
+		ctl_workspace_action(what + 12, body, rp);
 	} else if (post && strcmp(what, "/messages") == 0) {
 		ctl_messages(body, rp);
+	} else if (post && strcmp(what, "/uploads") == 0) {
+		ctl_upload_create(body, rp);
+	} else if (get && strcmp(what, "/uploads") == 0) {
+		ctl_uploads_list(c, rp);
+	} else if (post && strncmp(what, "/uploads/", 9) == 0 &&
+		   strlen(what) == 9 + UUID_LEN + 7 && strcmp(what + 9 + UUID_LEN, "/expire") == 0) {
+		char file_id[UUID_LEN + 1];
+		memcpy(file_id, what + 9, UUID_LEN);
+		file_id[UUID_LEN] = '\0';
+		ctl_upload_expire(file_id, rp);
+	} else if (get && strcmp(what, "/events") == 0) {
+		const char *id = query(c, "workspace_id");
+		if (id && ws_find(id))
+			reply_json(rp, 200, events_report(id));
+		else
+			reply_error(rp, 404, "workspace not found");
+	} else if (post && strcmp(what, "/sweep") == 0) {
+		reply_json(rp, 200, jv_object_set(jv_object(), jv_string("marked"),
+						  jv_number((double)sweep_once())));
 	} else if (get && strcmp(what, "/posts") == 0) {
 		ctl_posts(c, rp);
 	} else if (del && strcmp(what, "/posts") == 0) {

@@ -11,6 +11,26 @@
 
 #include "fake.h"
 
+void reply_init(struct reply *rp)
+{
+	*rp = (struct reply){
+		.status = 500, .retry_after = -1,
+		.stream = { .end_after_events = -1, .end_after_ms = -1 },
+	};
+}
+
+/* What an answer still owns once it is sent (or was never sent). */
+void reply_free(struct reply *rp)
+{
+	free(rp->body);
+	free(rp->location);
+	free(rp->content_type);
+	free(rp->disposition);
+	if (rp->events)
+		events_free(rp->events);
+	reply_init(rp);
+}
+
 void reply_json(struct reply *rp, unsigned status, jv v)
 {
 	free(rp->body);
@@ -36,16 +56,13 @@ void reply_status(struct reply *rp, const char *status)
 	reply_json(rp, 200, jv_object_set(jv_object(), jv_string("status"), jv_string(status)));
 }
 
-/* Answers rows[first..] (step +1 oldest first, -1 newest first) as a JSON array, at most limit. */
-void reply_rows(struct reply *rp, struct row **rows, long first, long end, int step,
-		size_t limit)
+void reply_rows(struct reply *rp, struct row **rows, long from, long end, int step)
 {
 	struct buf b = { 0 };
-	size_t n = 0;
 
 	buf_append(&b, "[", 1);
-	for (long i = first; i != end && n < limit; i += step, n++) {
-		if (n)
+	for (long i = from; i != end; i += step) {
+		if (i != from)
 			buf_append(&b, ",", 1);
 		buf_append(&b, rows[i]->json, rows[i]->json_len);
 	}
@@ -111,12 +128,18 @@ void sleep_ms(unsigned ms)
 struct stream {
 	char *body;                     /* NULL: made up, see stream_byte */
 	uint64_t len;
+	bool pattern;
 	unsigned dribble_ms;
 };
 
-/* Byte pos of a made-up body of len bytes: ["aaa...a"], a JSON array of one string. */
-static char stream_byte(uint64_t pos, uint64_t len)
+/*
+ * Byte pos of a made-up body of len bytes: ["aaa...a"], a JSON array of one string,
+ * or for file content the alphabet over and over ("abc...zabc...").
+ */
+static char stream_byte(uint64_t pos, uint64_t len, bool pattern)
 {
+	if (pattern)
+		return (char)('a' + pos % 26);
 	return pos == 0 ? '[' : pos == 1 || pos == len - 2 ? '"' : pos == len - 1 ? ']' : 'a';
 }
 
@@ -137,7 +160,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
 		memcpy(out, st->body + pos, n);
 	} else {
 		for (size_t i = 0; i < n; i++)
-			out[i] = stream_byte(pos + i, st->len);
+			out[i] = stream_byte(pos + i, st->len, st->pattern);
 	}
 	return (ssize_t)n;
 }
@@ -149,17 +172,24 @@ static void stream_free(void *cls)
 	free(st);
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *rp,
-				  const struct rate_headers *rh)
+/* The response object for rp's body, whichever kind it is; NULL when out of memory. */
+static struct MHD_Response *response_for(struct reply *rp)
 {
 	struct MHD_Response *resp;
-	char num[32];
 
+	if (rp->events) {
+		/* An event stream never ends on its own; its reader blocks for events. */
+		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, events_read,
+							 rp->events, events_free);
+		if (resp)
+			rp->events = NULL;
+		return resp;
+	}
 	if (rp->generated || (rp->dribble_ms && rp->body && rp->len > 0)) {
 		struct stream *st = xmalloc(sizeof *st);
 		*st = (struct stream){ .body = rp->generated ? NULL : rp->body,
 				       .len = rp->generated ? rp->generated : rp->len,
-				       .dribble_ms = rp->dribble_ms };
+				       .pattern = rp->pattern, .dribble_ms = rp->dribble_ms };
 		if (rp->generated)
 			free(rp->body);
 		rp->body = NULL;
@@ -168,38 +198,51 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *rp,
 							 stream_read, st, stream_free);
 		if (!resp)
 			stream_free(st);
-	} else if (rp->body) {
-		resp = MHD_create_response_from_buffer(rp->len, rp->body, MHD_RESPMEM_MUST_FREE);
-		rp->body = NULL;
-	} else {
-		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		return resp;
 	}
+	if (rp->body) {
+		resp = MHD_create_response_from_buffer(rp->len, rp->body, MHD_RESPMEM_MUST_FREE);
+		if (resp)
+			rp->body = NULL;
+		return resp;
+	}
+	return MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+}
+
+static void add_number_header(struct MHD_Response *resp, const char *name, long n)
+{
+	char num[32];
+	snprintf(num, sizeof num, "%ld", n);
+	MHD_add_response_header(resp, name, num);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, struct reply *rp,
+				  const struct rate_headers *rh)
+{
+	struct MHD_Response *resp = response_for(rp);
 	if (!resp) {
-		free(rp->location);
-		rp->location = NULL;
+		reply_free(rp);
 		return MHD_NO;
 	}
 	if (!rp->bare)
-		MHD_add_response_header(resp, "Content-Type", "application/json");
-	if (rp->location) {
+		MHD_add_response_header(resp, "Content-Type",
+					rp->content_type ? rp->content_type : "application/json");
+	if (rp->disposition)
+		MHD_add_response_header(resp, "Content-Disposition", rp->disposition);
+	if (rp->location)
 		MHD_add_response_header(resp, "Location", rp->location);
-		free(rp->location);
-		rp->location = NULL;
-	}
-	if (rp->retry_after >= 0) {
-		snprintf(num, sizeof num, "%ld", rp->retry_after);
-		MHD_add_response_header(resp, "Retry-After", num);
-	}
-	if (rh && rh->present) {
-		snprintf(num, sizeof num, "%u", rh->limit);
-		MHD_add_response_header(resp, "X-RateLimit-Limit", num);
-		snprintf(num, sizeof num, "%ld", rh->remaining);
-		MHD_add_response_header(resp, "X-RateLimit-Remaining", num);
-		snprintf(num, sizeof num, "%ld", rh->reset);
-		MHD_add_response_header(resp, "X-RateLimit-Reset", num);
+	if (rp->retry_after >= 0)
+		add_number_header(resp, "Retry-After", rp->retry_after);
+	if (rh->unlimited)
+		MHD_add_response_header(resp, "X-RateLimit-Limit", "unlimited");
+	if (rh->present) {
+		add_number_header(resp, "X-RateLimit-Limit", rh->limit);
+		add_number_header(resp, "X-RateLimit-Remaining", rh->remaining);
+		add_number_header(resp, "X-RateLimit-Reset", rh->reset);
 	}
 	enum MHD_Result ret = MHD_queue_response(c, rp->status, resp);
 	MHD_destroy_response(resp);
+	reply_free(rp);
 	return ret;
 }
 
@@ -223,7 +266,11 @@ static struct request *request_start(struct MHD_Connection *c, const char *metho
 
 	*rq = (struct request){ .conn = info ? info->socket_context : NULL };
 	rq->uri = xstrdup(rq->conn && rq->conn->uri ? rq->conn->uri : url);
-	rq->t_ms = wall_us() / 1000;
+	rq->t_ms = wall_ns() / 1000000;
+	/* /a2a takes far larger bodies than the rest (and answers 413 beyond them). */
+	size_t len = strlen(url);
+	rq->body_cap = strcmp(method, "POST") == 0 && strncmp(url, "/workspaces/", 12) == 0 &&
+		       len > 4 && strcmp(url + len - 4, "/a2a") == 0 ? A2A_BODY_CAP : BODY_CAP;
 	if (strncmp(url, "/_control", 9) == 0 && (url[9] == '/' || url[9] == '\0'))
 		return rq;
 
@@ -246,7 +293,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (*upload_data_size > 0) {
 		/* Keep at most the cap (and one byte to know it was passed); drop the rest. */
-		size_t room = BODY_CAP + 1 - rq->body_len, take = *upload_data_size;
+		size_t room = rq->body_cap + 1 - rq->body_len, take = *upload_data_size;
 		if (take > room)
 			take = room;
 		if (take > 0) {
@@ -255,17 +302,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			rq->body_len += take;
 			rq->body[rq->body_len] = '\0';
 		}
-		if (rq->body_len > BODY_CAP) {
+		if (rq->body_len > rq->body_cap) {
 			rq->body_too_big = true;
-			rq->body_len = BODY_CAP;
-			rq->body[BODY_CAP] = '\0';
+			rq->body_len = rq->body_cap;
+			rq->body[rq->body_cap] = '\0';
 		}
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
 
-	struct reply rp = { .status = 500, .retry_after = -1 };
+	struct reply rp;
 	struct rate_headers rh = { 0 };
+	reply_init(&rp);
 	if (rq->seq == 0) {
 		pthread_mutex_lock(&state_lock);
 		control_handle(c, method, url, rq, &rp);
@@ -274,9 +322,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	} else {
 		api_handle(c, method, url, rq, &rp, &rh);
 	}
+	if (rp.hold_ms)
+		sleep_ms(rp.hold_ms);
 	if (rp.reset) {
-		free(rp.body);
-		free(rp.location);
+		reply_free(&rp);
 		reset_connection(c);
 		return MHD_NO;
 	}

@@ -7,38 +7,50 @@
 
 #include "fake.h"
 
-struct rate_headers rate_limit_take(const char *ip, bool *allowed, long *retry_after)
+/*
+ * A fixed window per key, as the platform keeps it: the budget refills whole when the
+ * window ends, and Retry-After is the seconds left in the window, rounded down (so 0
+ * while less than a second is left).
+ */
+bool rate_limit_take(const char *key, struct rate_headers *rh, long *retry_after)
 {
-	struct rate_headers rh = {
-		.present = platform.rate_limit > 0, .limit = platform.rate_limit,
-	};
 	struct bucket *b = NULL;
-	double now = monotonic_s(), per_sec = platform.rate_limit / 60.0;
+	int64_t now = now_ms();
 
-	*allowed = true;
-	if (!rh.present)
-		return rh;
+	*rh = (struct rate_headers){ .unlimited = platform.rate_unlimited };
+	if (platform.rate_unlimited || platform.rate_limit <= 0)
+		return true;
 	for (size_t i = 0; i < platform.nbuckets && !b; i++)
-		if (strcmp(platform.buckets[i].ip, ip) == 0)
+		if (strcmp(platform.buckets[i].key, key) == 0)
 			b = &platform.buckets[i];
 	if (!b) {
 		GROW(platform.buckets, platform.buckets_cap, platform.nbuckets);
 		b = &platform.buckets[platform.nbuckets++];
-		snprintf(b->ip, sizeof b->ip, "%s", ip);
-		b->tokens = platform.rate_limit;
-		b->updated = now;
+		*b = (struct bucket){ .key = xstrdup(key), .window_start_ms = now };
 	}
-	b->tokens = fmin((double)platform.rate_limit, b->tokens + (now - b->updated) * per_sec);
-	b->updated = now;
-	if (b->tokens >= 1.0) {
-		b->tokens -= 1.0;
-	} else {
-		*allowed = false;
-		*retry_after = (long)fmax(1.0, ceil((1.0 - b->tokens) / per_sec));
+	if (now - b->window_start_ms >= platform.rate_window_ms) {
+		b->used = 0;
+		b->window_start_ms = now;
 	}
-	rh.remaining = (long)floor(b->tokens);
-	rh.reset = (long)ceil((platform.rate_limit - b->tokens) / per_sec);
-	return rh;
+	long left = platform.rate_limit - b->used;
+	*rh = (struct rate_headers){
+		.present = true, .limit = platform.rate_limit,
+		.remaining = left > 1 ? left - 1 : 0,
+		.reset = (b->window_start_ms + platform.rate_window_ms - now) / 1000,
+	};
+	if (left <= 0) {
+		*retry_after = rh->reset;
+		return false;
+	}
+	b->used++;
+	return true;
+}
+
+void buckets_clear(void)
+{
+	for (size_t i = 0; i < platform.nbuckets; i++)
+		free(platform.buckets[i].key);
+	platform.nbuckets = 0;
 }
 
 void reply_too_many(struct reply *rp, long retry_after)
@@ -50,17 +62,19 @@ void reply_too_many(struct reply *rp, long retry_after)
 }
 
 /*
- * Applies the active faults to a request of endpoint ep, in the order they were
- * added. Delays add up; the first fault that hits with an answer decides it.
- * Returns true when a fault decided the answer.
+ * Applies the active faults to a request of endpoint ep about workspace ws, in the
+ * order they were added. Delays add up; the first fault that hits with an answer
+ * decides it. Returns true when a fault decided the answer.
  */
-bool faults_apply(enum endpoint ep, struct reply *rp, unsigned *delay_ms)
+bool faults_apply(enum endpoint ep, const char *ws, struct reply *rp, unsigned *delay_ms)
 {
 	bool decided = false;
 
 	for (size_t i = 0; i < platform.nfaults; i++) {
 		struct fault *f = &platform.faults[i];
 		if (!f->any_endpoint && f->endpoint != ep)
+			continue;
+		if (f->workspace_id && strcmp(f->workspace_id, ws) != 0)
 			continue;
 		if (decided && f->action != FAULT_DELAY)
 			continue;
@@ -106,10 +120,14 @@ bool faults_apply(enum endpoint ep, struct reply *rp, unsigned *delay_ms)
 			reply_too_many(rp, f->retry_after >= 0 ? f->retry_after : 1);
 			decided = true;
 			break;
+		case FAULT_STREAM:
+			rp->stream = f->stream;
+			break;
 		}
 		if (f->remaining > 0 && --f->remaining == 0) {
 			free(f->body);
 			free(f->location);
+			free(f->workspace_id);
 			memmove(f, f + 1, (platform.nfaults - i - 1) * sizeof *f);
 			platform.nfaults--;
 			i--;
@@ -144,44 +162,63 @@ static bool optional_count(jv spec, const char *key, double max, double *out)
 	       (!json_has(spec, key) || is_integer(*out));
 }
 
-/* Decodes standard base64 (padding optional, no whitespace) into a malloc'd buffer. */
-static bool base64_decode(const char *in, char **out, size_t *outlen)
+/*
+ * Reads the event-stream fields of a fault spec into f->stream; *any tells whether
+ * there were any. False when one is malformed.
+ */
+static bool stream_fields(jv spec, struct fault *f, bool *any)
 {
-	size_t n = strlen(in), o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	char *p = xmalloc(n / 4 * 3 + 3);
+	double events = -1, ms = -1, drop = 0;
+	jv_kind replica = field_kind(spec, "other_replica");
 
-	while (n > 0 && in[n - 1] == '=')
-		n--;
-	for (size_t i = 0; i < n; i++) {
-		const char c = in[i];
-		int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
-			: c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
-		if (v < 0) {
-			free(p);
-			return false;
-		}
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			p[o++] = (char)(acc >> bits & 0xff);
+	*any = json_has(spec, "end_after_events") || json_has(spec, "end_after_ms") ||
+	       json_has(spec, "drop_ratio") || replica != JV_KIND_INVALID;
+	f->stream = (struct stream_opts){ .end_after_events = -1, .end_after_ms = -1 };
+	if (!optional_count(spec, "end_after_events", 1e9, &events) ||
+	    !optional_count(spec, "end_after_ms", 36e5, &ms) ||
+	    !optional_number(spec, "drop_ratio", 1, &drop) ||
+	    (replica != JV_KIND_INVALID && replica != JV_KIND_TRUE && replica != JV_KIND_FALSE))
+		return false;
+	f->stream = (struct stream_opts){
+		.end_after_events = (long)events, .end_after_ms = (long)ms, .drop_ratio = drop,
+		.other_replica = replica == JV_KIND_TRUE,
+	};
+	return true;
+}
+
+/* The body of an injected failure: the given one, or what the platform says for its status. */
+static char *fail_body(jv spec, unsigned status, size_t *len)
+{
+	jv body = json_field(spec, "body");
+	if (jv_get_kind(body) == JV_KIND_STRING) {
+		char *s = xstrdup(jv_string_value(body));
+		*len = strlen(s);
+		jv_free(body);
+		return s;
+	}
+	if (!json_has(spec, "body")) {
+		jv_free(body);
+		body = jv_object_set(jv_object(), jv_string("error"), jv_string("injected"));
+		if (status == 503) {
+			body = jv_object_set(body, jv_string("error"),
+					     jv_string("platform datastore unavailable, retry shortly"));
+			body = jv_object_set(body, jv_string("code"), jv_string("platform_unavailable"));
 		}
 	}
-	*out = p;
-	*outlen = o;
-	return true;
+	return json_dump(body, len);
 }
 
 /*
  * POST /_control/faults: adds a fault, applied to the platform requests of one endpoint
- * ("register", "heartbeat", "activity", "a2a", "notify", or "*" for all) in the order
- * faults were added; the first that answers decides, delays add up. Fields:
+ * (register, heartbeat, activity, ack, a2a, notify, workspace, events, upload,
+ * upload_ack, health, or "*" for all) in the order faults were added; the first that
+ * answers decides, delays add up. Fields:
+ *   workspace_id ID only requests whose path names that workspace (the target of a2a)
  *   status N        the answer's status (503 by default; 200 for raw answers, 302 for
  *                   redirects)
  *   body X          the answer's body: a string verbatim, anything else as JSON
- *                   ({"error":"injected"} by default)
+ *                   ({"error":"injected"} by default, and the platform's datastore
+ *                   answer {"error":...,"code":"platform_unavailable"} for a 503)
  *   retry_after N   adds Retry-After: N
  *   fail_next N     hits the next N matching requests only; fail_ratio R hits each one
  *                   with chance R (default: every one, for ever)
@@ -198,7 +235,13 @@ static bool base64_decode(const char *in, char **out, size_t *outlen)
  *   dribble_ms N    sends the answer's body (whichever it is) one byte every N ms
  *   redirect URL    answers a redirect (status 302 unless given) with Location: URL and
  *                   no body unless given
- * raw, raw_base64, body_bytes and redirect exclude each other.
+ * raw, raw_base64, body_bytes and redirect exclude each other. On the events endpoint,
+ * these make the next stream (or "next" streams) misbehave instead of answering:
+ *   end_after_events N  the stream ends once N events went out
+ *   end_after_ms N      the stream ends N ms after it opened
+ *   drop_ratio R        each event is dropped with chance R (1: all of them)
+ *   other_replica true  the stream is served by another replica: none of this
+ *                       workspace's events reach it
  */
 void faults_add(jv spec, struct reply *rp)
 {
@@ -214,8 +257,10 @@ void faults_add(jv spec, struct reply *rp)
 	jv_kind chunked = field_kind(spec, "chunked");
 	char *decoded = NULL;
 	size_t decoded_len = 0;
+	const char *workspace_id = field_str(spec, "workspace_id");
 	int answers = (raw != NULL) + (raw_base64 != NULL) + (redirect != NULL) +
 		      json_has(spec, "body_bytes");
+	bool stream;
 
 	if (!name || !(strcmp(name, "*") == 0 || endpoint_from_name(name, &f.endpoint)) ||
 	    !optional_count(spec, "status", 599, &status) ||
@@ -235,6 +280,11 @@ void faults_add(jv spec, struct reply *rp)
 	    (json_has(spec, "redirect") && (!redirect || !*redirect)) ||
 	    (json_has(spec, "body_bytes") && body_bytes < 4) ||
 	    (chunked != JV_KIND_INVALID && chunked != JV_KIND_TRUE && chunked != JV_KIND_FALSE) ||
+	    (json_has(spec, "workspace_id") && (!workspace_id || !*workspace_id)) ||
+	    !stream_fields(spec, &f, &stream) ||
+	    (stream && (f.endpoint != EP_EVENTS || strcmp(name, "*") == 0 || answers > 0 ||
+			has_status || has_body || fail_next > 0 || fail_ratio >= 0 ||
+			reset_next > 0 || reset_ratio >= 0 || every > 0)) ||
 	    answers > 1) {
 		free(decoded);
 		reply_error(rp, 400, "invalid fault");
@@ -251,6 +301,7 @@ void faults_add(jv spec, struct reply *rp)
 		}
 	}
 	f.any_endpoint = strcmp(name, "*") == 0;
+	f.workspace_id = workspace_id ? xstrdup(workspace_id) : NULL;
 	f.status = (unsigned)status;
 	f.retry_after = (long)retry_after;
 	f.delay_ms = (unsigned)delay_ms;
@@ -288,19 +339,14 @@ void faults_add(jv spec, struct reply *rp)
 		} else if (has_body) {
 			f.body = json_dump(json_field(spec, "body"), &f.body_len);
 		}
+	} else if (stream) {
+		f.action = FAULT_STREAM;
 	} else if (every > 0) {
 		f.action = FAULT_EVERY_429;
 		f.every = (unsigned long)every;
 	} else if (fail_next > 0 || fail_ratio >= 0 || has_body || retry_after >= 0 || has_status) {
 		f.action = FAULT_FAIL;
-		if (field_kind(spec, "body") == JV_KIND_STRING) {
-			f.body = xstrdup(field_str(spec, "body"));
-			f.body_len = strlen(f.body);
-		} else {
-			jv answer = has_body ? json_field(spec, "body")
-				: jv_object_set(jv_object(), jv_string("error"), jv_string("injected"));
-			f.body = json_dump(answer, &f.body_len);
-		}
+		f.body = fail_body(spec, f.status, &f.body_len);
 	} else {
 		f.action = FAULT_DELAY;
 	}
@@ -321,6 +367,7 @@ void faults_clear(void)
 	for (size_t i = 0; i < platform.nfaults; i++) {
 		free(platform.faults[i].body);
 		free(platform.faults[i].location);
+		free(platform.faults[i].workspace_id);
 	}
 	platform.nfaults = 0;
 }

@@ -7,10 +7,18 @@
 #include "fake.h"
 
 const char *const endpoint_names[] = {
-	"register", "heartbeat", "activity", "a2a", "notify", "other"
+	"register", "heartbeat", "activity", "a2a", "notify", "ack", "workspace", "events",
+	"upload", "upload_ack", "health", "other"
 };
 
+bool endpoint_is_post(enum endpoint ep)
+{
+	return ep == EP_REGISTER || ep == EP_HEARTBEAT || ep == EP_A2A || ep == EP_NOTIFY ||
+	       ep == EP_ACK || ep == EP_UPLOAD_ACK;
+}
+
 pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t state_changed = PTHREAD_COND_INITIALIZER;
 atomic_bool stopping;
 struct platform platform;
 
@@ -44,13 +52,22 @@ struct workspace *ws_find(const char *id)
 	return NULL;
 }
 
+struct workspace *ws_by_token(const char *token)
+{
+	for (size_t i = 0; i < platform.nws; i++)
+		if (platform.ws[i]->token && strcmp(platform.ws[i]->token, token) == 0)
+			return platform.ws[i];
+	return NULL;
+}
+
 struct workspace *ws_create(const char *id, char *token)
 {
 	struct workspace *w = xmalloc(sizeof *w);
 	*w = (struct workspace){
 		.id = xstrdup(id), .token = token,
 		.agent_card = jv_null(), .last_heartbeat = jv_null(),
-		.last_heartbeat_ms = -1,
+		.last_heartbeat_ms = -1, .last_alive_ms = now_ms(), .awaiting = true,
+		.talk_to_user = true, .removed_ns = -1, .last_acked_seq = -1,
 	};
 	GROW(platform.ws, platform.ws_cap, platform.nws);
 	platform.ws[platform.nws++] = w;
@@ -59,6 +76,9 @@ struct workspace *ws_create(const char *id, char *token)
 
 static void row_free(struct row *r)
 {
+	free(r->source_id);
+	free(r->message_id);
+	free(r->attachments);
 	free(r->json);
 	free(r);
 }
@@ -68,21 +88,31 @@ static void ws_free(struct workspace *w)
 	for (size_t i = 0; i < w->nrows; i++)
 		row_free(w->rows[i]);
 	free(w->rows);
-	free(w->index);
+	free(w->by_id.slots);
+	free(w->by_message_id.slots);
+	uploads_free(w);
 	free(w->id);
 	free(w->token);
+	free(w->name);
+	free(w->role);
 	free(w->delivery_mode);
 	jv_free(w->agent_card);
 	jv_free(w->last_heartbeat);
 	free(w);
 }
 
-size_t rows_upper_bound(const struct workspace *w, int64_t us)
+/* a before b in the activity order: (created_ns, seq). */
+static bool row_key_less(int64_t a_ns, uint64_t a_seq, int64_t b_ns, uint64_t b_seq)
+{
+	return a_ns < b_ns || (a_ns == b_ns && a_seq < b_seq);
+}
+
+size_t rows_upper_bound(const struct workspace *w, int64_t ns, uint64_t seq)
 {
 	size_t lo = 0, hi = w->nrows;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (w->rows[mid]->created_us <= us)
+		if (!row_key_less(ns, seq, w->rows[mid]->created_ns, w->rows[mid]->seq))
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -90,78 +120,120 @@ size_t rows_upper_bound(const struct workspace *w, int64_t us)
 	return lo;
 }
 
-/* The id index, so that a cursor is found without a scan of a long backlog. */
-static size_t id_hash(const char *id)
+/* The indexes, so that a cursor or a messageId is found without a scan of a long backlog. */
+typedef const char *(*row_key)(const struct row *r);
+
+static const char *key_id(const struct row *r)
+{
+	return r->id;
+}
+
+static const char *key_message_id(const struct row *r)
+{
+	return r->message_id;
+}
+
+static size_t key_hash(const char *key)
 {
 	uint64_t h = 1469598103934665603u; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
 		h = (h ^ *p) * 1099511628211u;
 	return (size_t)h;
 }
 
-static void index_put(struct workspace *w, struct row *r)
+static void index_put(struct row_index *ix, row_key key, struct row *r)
 {
-	size_t i = id_hash(r->id) & (w->index_cap - 1);
-	while (w->index[i])
-		i = (i + 1) & (w->index_cap - 1);
-	w->index[i] = r;
+	if (!key(r))
+		return;
+	size_t i = key_hash(key(r)) & (ix->cap - 1);
+	while (ix->slots[i])
+		i = (i + 1) & (ix->cap - 1);
+	ix->slots[i] = r;
 }
 
 /* Rebuilt whole when it would be more than half full and after rows are removed. */
-static void index_rebuild(struct workspace *w, size_t need)
+static void index_rebuild(struct row_index *ix, row_key key, const struct workspace *w)
 {
 	size_t cap = 64;
-	while (cap < 2 * need)
+	while (cap < 2 * w->nrows)
 		cap *= 2;
-	free(w->index);
-	w->index = xcalloc(cap, sizeof *w->index);
-	w->index_cap = cap;
+	free(ix->slots);
+	ix->slots = xcalloc(cap, sizeof *ix->slots);
+	ix->cap = cap;
 	for (size_t i = 0; i < w->nrows; i++)
-		index_put(w, w->rows[i]);
+		index_put(ix, key, w->rows[i]);
+}
+
+static struct row *index_get(const struct row_index *ix, row_key key, const char *k)
+{
+	if (!ix->cap)
+		return NULL;
+	for (size_t i = key_hash(k) & (ix->cap - 1); ix->slots[i]; i = (i + 1) & (ix->cap - 1))
+		if (strcmp(key(ix->slots[i]), k) == 0)
+			return ix->slots[i];
+	return NULL;
+}
+
+static void indexes_rebuild(struct workspace *w)
+{
+	index_rebuild(&w->by_id, key_id, w);
+	index_rebuild(&w->by_message_id, key_message_id, w);
 }
 
 long rows_find(const struct workspace *w, const char *id)
 {
-	if (!w->index_cap)
-		return -1;
-	for (size_t i = id_hash(id) & (w->index_cap - 1); w->index[i]; i = (i + 1) & (w->index_cap - 1))
-		if (strcmp(w->index[i]->id, id) == 0)
-			return (long)rows_upper_bound(w, w->index[i]->created_us) - 1;
-	return -1;
+	const struct row *r = index_get(&w->by_id, key_id, id);
+	return r ? (long)rows_upper_bound(w, r->created_ns, r->seq) - 1 : -1;
 }
 
-/*
- * created_us < 0 means now (strictly after every row so far); otherwise the row goes
- * to its sorted place, moved on by a microsecond while it would share a timestamp
- * with a row of w.
- */
+struct row *rows_find_message(const struct workspace *w, const char *message_id)
+{
+	return index_get(&w->by_message_id, key_message_id, message_id);
+}
+
+/* params.message.messageId of a request body (borrowed), as a new string, or NULL. */
+static char *body_message_id(jv body)
+{
+	jv params = json_field(body, "params");
+	jv message = json_field(params, "message");
+	char *id = json_string_dup(message, "messageId");
+	jv_free(message);
+	jv_free(params);
+	return id;
+}
+
 struct row *row_add(struct workspace *w, const char *source_id, const char *method,
-		    jv request_body, int64_t created_us)
+		    jv request_body, int64_t created_ns)
 {
 	struct row *r = xmalloc(sizeof *r);
-	char created_at[32];
-	size_t pos;
+	char created_at[40];
 
-	if (created_us < 0) {
-		created_us = wall_us();
-		if (created_us <= platform.last_created_us)
-			created_us = platform.last_created_us + 1;
+	if (created_ns < 0) {
+		/* Microseconds, as the platform's database keeps them. */
+		created_ns = wall_ns() / 1000 * 1000;
+		if (created_ns <= platform.last_created_ns)
+			created_ns = platform.last_created_ns + 1000;
 	}
-	for (;;) {
-		pos = rows_upper_bound(w, created_us);
-		if (pos == 0 || w->rows[pos - 1]->created_us != created_us)
-			break;
-		created_us++;
-	}
-	if (created_us > platform.last_created_us)
-		platform.last_created_us = created_us;
+	if (created_ns > platform.last_created_ns)
+		platform.last_created_ns = created_ns;
 
+	*r = (struct row){
+		.seq = ++platform.next_row_seq, .created_ns = created_ns,
+		.source_id = source_id ? xstrdup(source_id) : NULL,
+	};
 	uuid_new(r->id);
-	r->created_us = created_us;
-	format_rfc3339(created_us, created_at);
+	format_rfc3339(created_ns, created_at);
+	if (jv_is_valid(request_body)) {
+		r->message_id = body_message_id(request_body);
+		r->attachments = row_attachments(request_body);
+		events_row_logged(w, r, method, request_body);
+	} else {
+		events_row_logged(w, r, method, jv_null());
+	}
 
 	jv o = jv_object();
 	o = jv_object_set(o, jv_string("id"), jv_string(r->id));
+	o = jv_object_set(o, jv_string("seq"), jv_number((double)r->seq));
 	o = jv_object_set(o, jv_string("workspace_id"), jv_string(w->id));
 	o = jv_object_set(o, jv_string("activity_type"), jv_string("a2a_receive"));
 	o = jv_object_set(o, jv_string("source_id"), jv_str_or_null(source_id));
@@ -178,14 +250,17 @@ struct row *row_add(struct workspace *w, const char *source_id, const char *meth
 		jv_free(request_body);
 	r->json = json_dump(o, &r->json_len);
 
+	size_t pos = rows_upper_bound(w, r->created_ns, r->seq);
 	GROW(w->rows, w->cap, w->nrows);
 	memmove(w->rows + pos + 1, w->rows + pos, (w->nrows - pos) * sizeof *w->rows);
 	w->rows[pos] = r;
 	w->nrows++;
-	if (2 * w->nrows > w->index_cap)
-		index_rebuild(w, w->nrows);
-	else
-		index_put(w, r);
+	if (2 * w->nrows > w->by_id.cap) {
+		indexes_rebuild(w);
+	} else {
+		index_put(&w->by_id, key_id, r);
+		index_put(&w->by_message_id, key_message_id, r);
+	}
 	return r;
 }
 
@@ -197,7 +272,7 @@ void rows_remove(struct workspace *w, size_t from, size_t n)
 		row_free(w->rows[i]);
 	memmove(w->rows + from, w->rows + from + n, (w->nrows - from - n) * sizeof *w->rows);
 	w->nrows -= n;
-	index_rebuild(w, w->nrows);
+	indexes_rebuild(w);
 }
 
 static void post_free(struct post *p)
@@ -242,7 +317,7 @@ uint64_t requests_log(const char *method, const char *path, int64_t t_ms)
 	}
 	GROW(platform.requests, platform.requests_cap, platform.nrequests);
 	struct logged_request *lr = &platform.requests[platform.nrequests++];
-	*lr = (struct logged_request){ .seq = ++platform.next_seq, .path = xstrdup(path),
+	*lr = (struct logged_request){ .seq = ++platform.next_request_seq, .path = xstrdup(path),
 				       .t_ms = t_ms };
 	snprintf(lr->method, sizeof lr->method, "%s", method);
 	return lr->seq;
@@ -281,5 +356,6 @@ void store_free(void)
 	free(platform.requests);
 	faults_clear();
 	free(platform.faults);
+	buckets_clear();
 	free(platform.buckets);
 }
