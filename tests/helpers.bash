@@ -337,3 +337,32 @@ kill_pids() {
 		wait "$pid" 2>/dev/null || true
 	done
 }
+
+# ---- the fake platform's event stream ----
+
+# sse_streams WS N: the fake platform has N event streams of WS open.
+sse_streams() {
+	[ "$(ctl GET "/_control/workspaces/$1" | jq .event_streams)" -eq "$2" ]
+}
+
+# sse_open WS TOKEN FILE [CURL_ARGS...]: reads WS's event stream into FILE in the
+# background (SSE_PID) and returns once the fake platform has it open.
+sse_open() {
+	local ws=$1 token=$2 file=$3 open
+	shift 3
+	open=$(ctl GET "/_control/workspaces/$ws" | jq .event_streams) || return 1
+	curl -sN -H "Authorization: Bearer $token" "$@" "$FAKE_URL/workspaces/$ws/events/stream" \
+		>"$file" 2>/dev/null 3>&- &
+	SSE_PID=$!
+	wait_until 5 sse_streams "$ws" $((open + 1)) >/dev/null
+}
+
+# sse_data FILE: the JSON of each "data:" line of an event stream, one a line.
+sse_data() {
+	sed -n 's/^data: //p' "$1"
+}
+
+# sse_events FILE N: FILE holds at least N events.
+sse_events() {
+	[ "$(sse_data "$1" | wc -l)" -ge "$2" ]
+}
