@@ -437,7 +437,6 @@ static void test_jqprog(void)
 
 int main(void)
 {
-	plan(98);
 	test_linebuf();
 	test_reply_parse();
 	test_parts_text();
