@@ -12,7 +12,6 @@ struct outbox {
 	posted_fn fn;
 	void *ctx;
 	bool changed;
-	int posting;
 	/* Peers that already have an unfinished earlier message in this pass. */
 	const char **blocked;
 	size_t nblocked, capblocked;
@@ -43,7 +42,6 @@ void outbox_free(struct outbox *ob)
 }
 
 void outbox_touch(struct outbox *ob) { ob->changed = true; }
-int outbox_posting(const struct outbox *ob) { return ob->posting; }
 
 int outbox_unposted(const struct outbox *ob)
 {
@@ -69,7 +67,6 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	struct outbox *ob = pc->ob;
 	struct message *m = pc->m;
 	free(pc);
-	ob->posting--;
 	ob->changed = true;
 	bool ok = r->status >= 200 && r->status < 300;
 	char *why = ok ? NULL : platform_describe(r);
@@ -110,7 +107,6 @@ static void start_post(struct outbox *ob, struct message *m)
 	pc->ob = ob;
 	pc->m = m;
 	m->state = MSG_POSTING;
-	ob->posting++;
 	struct http_opts o = {
 		.method = "POST",
 		.path = m->post_path,
