@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "json.h"
-#include "reply.h"
+#include "parts.h"
 
 /* ---- rows to messages ------------------------------------------------- */
 

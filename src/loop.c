@@ -20,6 +20,7 @@
 #include "jqprog.h"
 #include "log.h"
 #include "outbox.h"
+#include "parts.h"
 #include "platform.h"
 #include "reply.h"
 #include "state.h"
@@ -594,8 +595,7 @@ static void answer(struct bridge *b, struct message *m, jv parts)
 		log_error("%s: sending an error reply instead", why);
 		record(b, true, why);
 		free(why);
-		jv err = jv_array_append(jv_array(), jv_object_set(jv_object_set(jv_object(),
-			jv_string("kind"), jv_string("text")), jv_string("text"), jv_string("error: the reply was too large to deliver")));
+		jv err = jv_array_append(jv_array(), parts_text_part("error: the reply was too large to deliver"));
 		body = m->source_id ? platform_a2a_body(err, m->context_id, m->task_id) : platform_notify_body(err);
 	}
 	inbox_answer(&b->ib, m, path, body);
@@ -652,8 +652,7 @@ static void handle_reply(struct bridge *b, jv v)
 		log_warn("%s", why);
 		free(why);
 		char *text = xasprintf("error: %.*s", ERROR_TEXT_MAX, r.error);
-		jv parts = jv_array_append(jv_array(), jv_object_set(jv_object_set(jv_object(),
-			jv_string("kind"), jv_string("text")), jv_string("text"), jv_string(text)));
+		jv parts = jv_array_append(jv_array(), parts_text_part(text));
 		free(text);
 		answer(b, m, parts);
 		break;

@@ -4,7 +4,7 @@
 #include <string.h>
 #include "platform.h"
 #include "http.h"
-#include "reply.h"
+#include "parts.h"
 #include "json.h"
 #include "util.h"
 
@@ -76,23 +76,6 @@ char *platform_a2a_body(jv parts, const char *context_id, const char *task_id)
 	return dump(o);
 }
 
-static const char *part_kind(jv part)
-{
-	jv k = jv_object_get(jv_copy(part), jv_string("kind"));
-	if (jv_get_kind(k) != JV_KIND_STRING) {
-		jv_free(k);
-		k = jv_object_get(jv_copy(part), jv_string("type"));
-	}
-	const char *out = NULL;
-	if (jv_get_kind(k) == JV_KIND_STRING) {
-		const char *s = jv_string_value(k);
-		out = strcmp(s, "text") == 0 ? "text" : strcmp(s, "file") == 0 ? "file"
-			: strcmp(s, "data") == 0 ? "data" : "other";
-	}
-	jv_free(k);
-	return out;
-}
-
 char *platform_notify_body(jv parts)
 {
 	/* The canvas takes text plus attachments: text parts are joined, file
@@ -103,7 +86,7 @@ char *platform_notify_body(jv parts)
 		int n = jv_array_length(jv_copy(parts));
 		for (int i = 0; i < n; i++) {
 			jv p = jv_array_get(jv_copy(parts), i);
-			const char *k = jv_get_kind(p) == JV_KIND_OBJECT ? part_kind(p) : NULL;
+			const char *k = parts_kind(p);
 			if (k && strcmp(k, "text") == 0) {
 				jv t = jv_object_get(jv_copy(p), jv_string("text"));
 				if (jv_get_kind(t) == JV_KIND_STRING) {

@@ -1,4 +1,4 @@
-/* reply.c: reply lines from the handler: line framing with a length cap, reply validation, parts text. */
+/* reply.c: reply lines from the handler: line framing with a length cap, reply validation. */
 #include <config.h>
 
 #include "reply.h"
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parts.h"
 #include "util.h"
 
 /* ---- line framing ---------------------------------------------------- */
@@ -135,24 +136,6 @@ static jv get_key(jv obj, const char *key)
 	return jv_object_get(jv_copy(obj), jv_string(key));
 }
 
-/* The "kind" of a part (an object), or its "type" for older senders; NULL if
- * neither is a string. The pointer lives as long as part. */
-static const char *part_kind(jv part /* not consumed */)
-{
-	const char *kind = NULL;
-	jv k = get_key(part, "kind");
-	if (jv_get_kind(k) != JV_KIND_STRING) {
-		jv_free(k);
-		k = get_key(part, "type");
-	}
-	if (jv_get_kind(k) == JV_KIND_STRING) {
-		/* part keeps a reference to the string, so the pointer stays valid. */
-		kind = jv_string_value(k);
-	}
-	jv_free(k);
-	return kind;
-}
-
 /* NULL when parts is acceptable, else the reason (caller frees). */
 static char *check_parts(jv parts /* not consumed */)
 {
@@ -164,7 +147,7 @@ static char *check_parts(jv parts /* not consumed */)
 		char *why = NULL;
 		if (jv_get_kind(part) != JV_KIND_OBJECT)
 			why = xstrdup("\"parts\" must be a non-empty array of objects");
-		else if (!part_kind(part))
+		else if (!parts_kind(part))
 			why = xasprintf("\"parts\"[%d] has no \"kind\" string", i);
 		jv_free(part);
 		if (why)
@@ -238,10 +221,8 @@ int reply_parse(jv v, struct reply *out, char **err)
 		out->id = has_id ? xstrdup(jv_string_value(id)) : NULL;
 		if (has_text) {
 			out->kind = REPLY_TEXT;
-			jv part = jv_object_set(jv_object(), jv_string("kind"), jv_string("text"));
-			part = jv_object_set(part, jv_string("text"), jv_copy(text));
 			jv_free(out->parts);
-			out->parts = jv_array_append(jv_array(), part);
+			out->parts = jv_array_append(jv_array(), parts_text_part_jv(jv_copy(text)));
 		} else if (has_parts) {
 			out->kind = REPLY_PARTS;
 			jv_free(out->parts);
@@ -277,55 +258,4 @@ void reply_free(struct reply *r)
 	r->id = NULL;
 	r->error = NULL;
 	r->parts = jv_null();
-}
-
-/* ---- parts text ------------------------------------------------------- */
-
-jv parts_text_jv(jv parts)
-{
-	jv text = jv_string("");
-	if (jv_get_kind(parts) != JV_KIND_ARRAY)
-		return text;
-	int n = jv_array_length(jv_copy(parts));
-	int joined = 0;
-	/* One text part, the usual case, is shared rather than copied; more are
-	 * joined in a buffer (jv_string_concat doubles its allocation). */
-	struct buf many = { 0 };
-	for (int i = 0; i < n; i++) {
-		jv part = jv_array_get(jv_copy(parts), i);
-		const char *kind = jv_get_kind(part) == JV_KIND_OBJECT ? part_kind(part) : NULL;
-		if (kind && strcmp(kind, "text") == 0) {
-			jv t = get_key(part, "text");
-			if (jv_get_kind(t) == JV_KIND_STRING) {
-				if (joined++ == 0) {
-					jv_free(text);
-					text = t;
-				} else {
-					if (joined == 2)
-						buf_append(&many, jv_string_value(text),
-							   (size_t)jv_string_length_bytes(jv_copy(text)));
-					buf_append(&many, "\n", 1);
-					buf_append(&many, jv_string_value(t), (size_t)jv_string_length_bytes(jv_copy(t)));
-					jv_free(t);
-				}
-			} else {
-				jv_free(t);
-			}
-		}
-		jv_free(part);
-	}
-	if (joined > 1) {
-		jv_free(text);
-		text = jv_string_sized(many.p, (int)many.len);
-	}
-	buf_free(&many);
-	return text;
-}
-
-char *parts_text(jv parts)
-{
-	jv text = parts_text_jv(parts);
-	char *s = xstrdup(jv_string_value(text));
-	jv_free(text);
-	return s;
 }

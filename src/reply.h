@@ -52,10 +52,4 @@ struct reply {
 int reply_parse(jv v, struct reply *out, char **err);
 void reply_free(struct reply *r);
 
-/* Joins the text of the text parts of an A2A parts array with "\n" (accepts
- * "kind" or "type"). Non-array input gives "". Caller frees. */
-char *parts_text(jv parts /* not consumed */);
-/* The same as a jv string, keeping any NUL characters in the text. */
-jv parts_text_jv(jv parts /* not consumed */);
-
 #endif

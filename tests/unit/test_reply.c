@@ -7,6 +7,7 @@
 #include <jv.h>
 
 #include "tap.h"
+#include "parts.h"
 #include "reply.h"
 #include "jqprog.h"
 #include "util.h"
