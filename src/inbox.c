@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "inbox.h"
-#include "emit.h"
+#include "rows.h"
 #include "log.h"
 
 /* Ids done recently, remembered so a re-seed after a 410 or a cold replay does
@@ -264,7 +264,7 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 		char idcopy[UUID_LEN + 1];
 		memcpy(idcopy, id, UUID_LEN + 1);
 		jv_free(idv);
-		jv line = message_from_row(row, ib->own_id);
+		jv line = rows_message(row, ib->own_id);
 		if (!jv_is_valid(line)) {
 			jv msg = jv_invalid_get_msg(line);
 			log_error("skipping activity row %s: %s", idcopy,

@@ -14,7 +14,8 @@
 #include <unistd.h>
 #include <curl/curl.h>
 #include "loop.h"
-#include "emit.h"
+#include "linebuf.h"
+#include "outchan.h"
 #include "http.h"
 #include "inbox.h"
 #include "jqprog.h"
@@ -23,6 +24,7 @@
 #include "parts.h"
 #include "platform.h"
 #include "reply.h"
+#include "rows.h"
 #include "state.h"
 #include "json.h"
 #include "util.h"
@@ -465,7 +467,7 @@ static void on_poll(void *ctx, const struct http_resp *r)
 		b->next_poll = now + backoff_ms(b->poll_failures, 1000, 60000);
 		return;
 	}
-	jv rows = platform_parse_rows(r->body, r->len);
+	jv rows = rows_parse(r->body, r->len);
 	if (!jv_is_valid(rows)) {
 		jv msg = jv_invalid_get_msg(rows);
 		log_error("%s", jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "bad activity answer");
@@ -479,9 +481,8 @@ static void on_poll(void *ctx, const struct http_resp *r)
 	int n = jv_array_length(jv_copy(rows));
 	if (n > 0)
 		b->row_bytes = (long)(r->len / (size_t)n);
+	rows = rows_oldest_first(rows, cold);
 	if (cold) {
-		/* Newest first by contract: sort before anything is handed out. */
-		rows = rows_sort(rows);
 		if (n >= b->poll_limit)
 			log_warn("more than %ld messages in the replay window: older ones are not replayed", b->poll_limit);
 	}

@@ -137,26 +137,6 @@ char *platform_notify_body(jv parts)
 	return dump(o);
 }
 
-jv platform_parse_rows(const char *body, size_t len)
-{
-	if (len > (size_t)0x7fffffff)
-		return jv_invalid_with_msg(jv_string("activity answer too large"));
-	jv v = jv_parse_sized(body, (int)len);
-	if (!jv_is_valid(v)) {
-		char *why = json_error(v);
-		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is not JSON (%s)", why));
-		free(why);
-		return out;
-	}
-	if (jv_get_kind(v) != JV_KIND_ARRAY) {
-		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is a JSON %s, not an array",
-							   jv_kind_name(jv_get_kind(v))));
-		jv_free(v);
-		return out;
-	}
-	return v;
-}
-
 char *platform_describe(const struct http_resp *r)
 {
 	if (r->status == 0)

@@ -28,10 +28,6 @@ char *platform_a2a_body(jv parts, const char *context_id, const char *task_id);
  * parts consumed. */
 char *platform_notify_body(jv parts);
 
-/* Parses an activity answer: an array of rows, or jv_invalid_with_msg saying
- * what is wrong (one line). */
-jv platform_parse_rows(const char *body, size_t len);
-
 /* "HTTP 401: invalid workspace auth token" or the network error; caller frees. */
 struct http_resp;
 char *platform_describe(const struct http_resp *r);

@@ -14,11 +14,10 @@
 
 #include <jv.h>
 
-#include "emit.h"
 #include "inbox.h"
 #include "log.h"
 #include "platform.h"
-#include "reply.h"
+#include "rows.h"
 #include "util.h"
 
 #include "fuzz_jq.h"
@@ -92,7 +91,7 @@ static void check_sorted(jv rows /* not consumed */, int n_in)
 		jv_free(row);
 		if (jv_get_kind(prev) == JV_KIND_STRING)
 			CHECK(jv_get_kind(cur) == JV_KIND_STRING &&
-			      timestamp_cmp(jv_string_value(prev), jv_string_value(cur)) <= 0);
+			      rows_timestamp_cmp(jv_string_value(prev), jv_string_value(cur)) <= 0);
 		jv_free(prev);
 		prev = cur;
 	}
@@ -162,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(body);
 		return 0;
 	}
-	jv rows = platform_parse_rows(body, size);
+	jv rows = rows_parse(body, size);
 	free(body);
 	if (!jv_is_valid(rows)) {
 		jv msg = jv_invalid_get_msg(rows);
@@ -179,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* Every row as it would be written on stdout. */
 	jv_array_foreach(sorted, i, row) {
-		jv line = message_from_row(row, own_id);
+		jv line = rows_message(row, own_id);
 		if (jv_is_valid(line)) {
 			check_line(line);
 		} else {

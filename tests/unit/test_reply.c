@@ -8,6 +8,7 @@
 
 #include "tap.h"
 #include "parts.h"
+#include "linebuf.h"
 #include "reply.h"
 #include "jqprog.h"
 #include "util.h"
