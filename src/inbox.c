@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "inbox.h"
+#include "json.h"
 #include "rows.h"
 #include "log.h"
 
@@ -10,14 +11,7 @@
 #define RECENT 4096
 #define SUMMARY_MAX 120
 
-static bool set_has(jv set, const char *id)
-{
-	jv v = jv_object_get(jv_copy(set), jv_string(id));
-	bool has = jv_is_valid(v);
-	jv_free(v);
-	return has;
-}
-
+static bool set_has(jv set, const char *id) { return json_has(set, id); }
 static jv set_add(jv set, const char *id) { return jv_object_set(set, jv_string(id), jv_true()); }
 static jv set_del(jv set, const char *id) { return jv_object_delete(set, jv_string(id)); }
 
@@ -76,14 +70,6 @@ static void list_remove(struct inbox *ib, struct message *m)
 	ib->count--;
 }
 
-static char *string_at(jv obj, const char *key)
-{
-	jv v = jv_object_get(jv_copy(obj), jv_string(key));
-	char *s = jv_get_kind(v) == JV_KIND_STRING ? xstrdup(jv_string_value(v)) : NULL;
-	jv_free(v);
-	return s;
-}
-
 void inbox_init(struct inbox *ib, const char *own_id, jv st)
 {
 	memset(ib, 0, sizeof *ib);
@@ -93,14 +79,14 @@ void inbox_init(struct inbox *ib, const char *own_id, jv st)
 	ib->recent = jv_object();
 	ib->recent_ring = xcalloc(RECENT, sizeof *ib->recent_ring);
 
-	char *cur = string_at(st, "last_since_id");
+	char *cur = json_string_dup(st, "last_since_id");
 	if (cur && uuid_valid(cur)) {
 		memcpy(ib->cursor, cur, UUID_LEN + 1);
 		memcpy(ib->fetch_cursor, cur, UUID_LEN + 1);
 	}
 	free(cur);
 
-	jv done = jv_object_get(jv_copy(st), jv_string("done_ids"));
+	jv done = json_field(st, "done_ids");
 	if (jv_get_kind(done) == JV_KIND_ARRAY) {
 		jv_array_foreach(done, i, id) {
 			if (jv_get_kind(id) == JV_KIND_STRING && uuid_valid(jv_string_value(id)))
@@ -112,13 +98,13 @@ void inbox_init(struct inbox *ib, const char *own_id, jv st)
 
 	/* Replies read but not posted before the last stop: post them first, in
 	 * the order they were read. Their messages count as answered. */
-	jv replies = jv_object_get(jv_copy(st), jv_string("replies"));
+	jv replies = json_field(st, "replies");
 	struct message **tail = &ib->orphans;
 	if (jv_get_kind(replies) == JV_KIND_ARRAY) {
 		jv_array_foreach(replies, i, r) {
-			char *id = jv_get_kind(r) == JV_KIND_OBJECT ? string_at(r, "id") : NULL;
-			char *path = id ? string_at(r, "path") : NULL;
-			jv body = jv_get_kind(r) == JV_KIND_OBJECT ? jv_object_get(jv_copy(r), jv_string("body")) : jv_null();
+			char *id = json_string_dup(r, "id");
+			char *path = id ? json_string_dup(r, "path") : NULL;
+			jv body = json_field(r, "body");
 			if (id && path && uuid_valid(id) && jv_get_kind(body) == JV_KIND_OBJECT) {
 				struct message *m = xcalloc(1, sizeof *m);
 				memcpy(m->id, id, UUID_LEN + 1);
@@ -199,7 +185,7 @@ static struct message *done_entry(const char *id)
 
 static char *summary_of(jv line)
 {
-	jv t = jv_object_get(jv_copy(line), jv_string("text"));
+	jv t = json_field(line, "text");
 	char *s = NULL;
 	if (jv_get_kind(t) == JV_KIND_STRING) {
 		const char *txt = jv_string_value(t);
@@ -227,16 +213,15 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 		return 0;
 	}
 	jv_array_foreach(rows, i, row) {
-		jv idv = jv_get_kind(row) == JV_KIND_OBJECT ? jv_object_get(jv_copy(row), jv_string("id")) : jv_null();
-		const char *id = jv_get_kind(idv) == JV_KIND_STRING ? jv_string_value(idv) : NULL;
-		/* (The length too: "<uuid>\u0000..." reads as a UUID in C.) */
-		if (!id || jv_string_length_bytes(jv_copy(idv)) != UUID_LEN || !uuid_valid(id)) {
+		jv idv = json_field(row, "id");
+		if (!json_is_uuid(idv)) {
 			/* Without a usable id it cannot become the cursor either. */
 			log_error("skipping an activity row without a valid id");
 			jv_free(idv);
 			jv_free(row);
 			continue;
 		}
+		const char *id = jv_string_value(idv);
 		memcpy(ib->fetch_cursor, id, UUID_LEN + 1);
 		if (known(ib, id)) {
 			jv_free(idv);
@@ -251,7 +236,7 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 			jv_free(row);
 			continue;
 		}
-		jv method = jv_object_get(jv_copy(row), jv_string("method"));
+		jv method = json_field(row, "method");
 		bool echo = jv_get_kind(method) == JV_KIND_STRING && strcmp(jv_string_value(method), "notify") == 0;
 		jv_free(method);
 		if (echo) {
@@ -275,9 +260,9 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 		}
 		struct message *m = xcalloc(1, sizeof *m);
 		memcpy(m->id, idcopy, UUID_LEN + 1);
-		m->source_id = string_at(line, "source_id");
-		m->context_id = string_at(line, "context_id");
-		m->task_id = string_at(line, "task_id");
+		m->source_id = json_string_dup(line, "source_id");
+		m->context_id = json_string_dup(line, "context_id");
+		m->task_id = json_string_dup(line, "task_id");
 		m->summary = summary_of(line);
 		m->line = line;
 		if (set_has(ib->pending_ids, m->id)) {

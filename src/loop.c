@@ -830,13 +830,13 @@ static void job_start(struct bridge *b, struct message *m, jv shown)
 		json_write(&j->input, shown);
 		buf_append(&j->input, "\n", 1);
 	} else {
-		jv t = jv_object_get(jv_copy(m->line), jv_string("text"));
+		jv t = json_field(m->line, "text");
 		if (jv_get_kind(t) == JV_KIND_STRING)
 			buf_append(&j->input, jv_string_value(t), (size_t)jv_string_length_bytes(jv_copy(t)));
 		jv_free(t);
 		jv_free(shown);
 	}
-	jv method = jv_object_get(jv_copy(m->line), jv_string("method"));
+	jv method = json_field(m->line, "method");
 	char *env[] = {
 		xasprintf("MOLECULE_WORKSPACE_ID=%s", b->s->workspace_id),
 		xasprintf("MOLECULE_CALLER_ID=%s", m->source_id ? m->source_id : ""),
@@ -1094,14 +1094,12 @@ static int setup(struct bridge *b, struct settings *s)
 		return 1;
 	}
 	if (!s->token) {
-		jv t = jv_object_get(jv_copy(b->st), jv_string("auth_token"));
-		if (jv_get_kind(t) == JV_KIND_STRING) {
-			s->token = xstrdup(jv_string_value(t));
+		s->token = json_string_dup(b->st, "auth_token");
+		if (s->token) {
 			free(s->token_source);
 			s->token_source = xstrdup("state");
 			log_add_secret(s->token);
 		}
-		jv_free(t);
 	}
 	if (s->filter) {
 		b->filter = jqprog_compile(s->filter, &err);

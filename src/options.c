@@ -510,20 +510,20 @@ static int build_agent_card(struct parse *p)
 			jv_free(card);
 			return config_error("agent card '%s' must be a JSON object (found %s)", path, kind);
 		}
-		jv name = jv_object_get(jv_copy(card), jv_string("name"));
+		jv name = json_field(card, "name");
 		jv_kind nk = jv_get_kind(name);
 		if (!given(p, "name") && nk == JV_KIND_STRING)
 			set_string(&s->name, jv_string_value(name));
 		jv_free(name);
-		if (!given(p, "name") && nk != JV_KIND_STRING && nk != JV_KIND_INVALID) {
+		if (!given(p, "name") && nk != JV_KIND_STRING && json_has(card, "name")) {
 			jv_free(card);
 			return config_error("agent card '%s': \"name\" must be a string", path);
 		}
 	}
 	card = jv_object_set(card, jv_string("name"), jv_string(s->name));
-	if (!jv_object_has(jv_copy(card), jv_string("description")))
+	if (!json_has(card, "description"))
 		card = jv_object_set(card, jv_string("description"), jv_string(DEFAULT_DESCRIPTION));
-	if (!jv_object_has(jv_copy(card), jv_string("version")))
+	if (!json_has(card, "version"))
 		card = jv_object_set(card, jv_string("version"), jv_string(PACKAGE_VERSION));
 	jv_free(s->agent_card);
 	s->agent_card = card;

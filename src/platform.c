@@ -88,7 +88,7 @@ char *platform_notify_body(jv parts)
 			jv p = jv_array_get(jv_copy(parts), i);
 			const char *k = parts_kind(p);
 			if (k && strcmp(k, "text") == 0) {
-				jv t = jv_object_get(jv_copy(p), jv_string("text"));
+				jv t = json_field(p, "text");
 				if (jv_get_kind(t) == JV_KIND_STRING) {
 					if (text.len)
 						buf_append(&text, "\n", 1);
@@ -96,13 +96,13 @@ char *platform_notify_body(jv parts)
 				}
 				jv_free(t);
 			} else if (k && strcmp(k, "file") == 0) {
-				jv f = jv_object_get(jv_copy(p), jv_string("file"));
+				jv f = json_field(p, "file");
 				if (jv_get_kind(f) == JV_KIND_OBJECT) {
 					jv a = jv_object();
 					static const char *keys[] = { "uri", "name", "mimeType", "size" };
 					for (size_t j = 0; j < sizeof keys / sizeof *keys; j++) {
-						jv v = jv_object_get(jv_copy(f), jv_string(keys[j]));
-						if (jv_is_valid(v) && jv_get_kind(v) != JV_KIND_NULL)
+						jv v = json_field(f, keys[j]);
+						if (jv_get_kind(v) != JV_KIND_NULL)
 							a = jv_object_set(a, jv_string(keys[j]), v);
 						else
 							jv_free(v);
@@ -111,12 +111,8 @@ char *platform_notify_body(jv parts)
 				}
 				jv_free(f);
 			} else if (k && strcmp(k, "data") == 0) {
-				jv d = jv_object_get(jv_copy(p), jv_string("data"));
-				if (!jv_is_valid(d)) {
-					/* A data part without data: show it as null, never abort. */
-					jv_free(d);
-					d = jv_null();
-				}
+				/* A data part without data shows as null. */
+				jv d = json_field(p, "data");
 				if (text.len)
 					buf_append(&text, "\n", 1);
 				json_write(&text, d);
@@ -147,12 +143,10 @@ char *platform_describe(const struct http_resp *r)
 	char *detail = NULL;
 	if (r->len > 0 && r->len < 65536) {
 		jv v = jv_parse_sized(r->body, (int)r->len);
-		if (jv_get_kind(v) == JV_KIND_OBJECT) {
-			jv e = jv_object_get(jv_copy(v), jv_string("error"));
-			if (jv_get_kind(e) == JV_KIND_STRING)
-				detail = xstrndup(jv_string_value(e), 200);
-			jv_free(e);
-		}
+		jv e = json_field(v, "error");
+		if (jv_get_kind(e) == JV_KIND_STRING)
+			detail = xstrndup(jv_string_value(e), 200);
+		jv_free(e);
 		jv_free(v);
 	}
 	char *out = detail ? xasprintf("HTTP %ld: %s", r->status, detail)
@@ -167,12 +161,10 @@ char *platform_adopted_token(const char *body, size_t len)
 		return NULL;
 	jv v = jv_parse_sized(body, (int)len);
 	char *tok = NULL;
-	if (jv_get_kind(v) == JV_KIND_OBJECT) {
-		jv t = jv_object_get(jv_copy(v), jv_string("auth_token"));
-		if (jv_get_kind(t) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(t)) > 0)
-			tok = xstrdup(jv_string_value(t));
-		jv_free(t);
-	}
+	jv t = json_field(v, "auth_token");
+	if (jv_get_kind(t) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(t)) > 0)
+		tok = xstrdup(jv_string_value(t));
+	jv_free(t);
 	jv_free(v);
 	return tok;
 }

@@ -6,16 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "parts.h"
 #include "util.h"
-
-/* ---- reply validation ------------------------------------------------- */
-
-/* obj[key] (obj not consumed), or jv_invalid() when the key is absent. */
-static jv get_key(jv obj, const char *key)
-{
-	return jv_object_get(jv_copy(obj), jv_string(key));
-}
 
 /* NULL when parts is acceptable, else the reason (caller frees). */
 static char *check_parts(jv parts /* not consumed */)
@@ -37,11 +30,6 @@ static char *check_parts(jv parts /* not consumed */)
 	return NULL;
 }
 
-static bool present(jv v)
-{
-	return jv_get_kind(v) != JV_KIND_INVALID;
-}
-
 int reply_parse(jv v, struct reply *out, char **err)
 {
 	*out = (struct reply){ .kind = REPLY_ACK, .id = NULL, .parts = jv_null(), .error = NULL };
@@ -61,13 +49,14 @@ int reply_parse(jv v, struct reply *out, char **err)
 		return -1;
 	}
 
-	jv id = get_key(v, "id");
-	jv text = get_key(v, "text");
-	jv parts = get_key(v, "parts");
-	jv error = get_key(v, "error");
-	jv retry = get_key(v, "retry");
-	bool has_id = present(id), has_text = present(text), has_parts = present(parts);
-	bool has_error = present(error);
+	/* A key present with null is not a key left out: {"text":null} is refused. */
+	jv id = json_field(v, "id");
+	jv text = json_field(v, "text");
+	jv parts = json_field(v, "parts");
+	jv error = json_field(v, "error");
+	jv retry = json_field(v, "retry");
+	bool has_id = json_has(v, "id"), has_text = json_has(v, "text"), has_parts = json_has(v, "parts");
+	bool has_error = json_has(v, "error");
 	/* "retry": false reads as "no retry", so a filter can always emit the key. */
 	bool want_retry = jv_get_kind(retry) == JV_KIND_TRUE;
 	char *why = NULL;
@@ -84,7 +73,7 @@ int reply_parse(jv v, struct reply *out, char **err)
 		;
 	else if (has_error && jv_get_kind(error) != JV_KIND_STRING)
 		why = xstrdup("\"error\" must be a string");
-	else if (present(retry) && !want_retry && jv_get_kind(retry) != JV_KIND_FALSE)
+	else if (json_has(v, "retry") && !want_retry && jv_get_kind(retry) != JV_KIND_FALSE)
 		why = xstrdup("\"retry\" must be true or false");
 	else if (has_text && has_parts)
 		why = xstrdup("reply has both \"text\" and \"parts\"");
