@@ -1,4 +1,5 @@
 /* inbox.c: messages from rows to done; the window, the done set and the cursor. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "inbox.h"
@@ -10,6 +11,23 @@
  * not hand out again what was just done. */
 #define RECENT 4096
 #define SUMMARY_MAX 120
+
+struct inbox {
+	char own_id[UUID_LEN + 1];
+	struct message *head, *tail; /* platform order, from just after the cursor */
+	struct message *orphans;     /* replies kept from a previous run, in reading order */
+	int count;                   /* messages in the list */
+	int n_open;                  /* handed out and not done */
+	char cursor[UUID_LEN + 1];   /* last row of the done prefix ("" = none yet) */
+	char fetch_cursor[UUID_LEN + 1]; /* last row fetched ("" = cold: replay by time) */
+	jv done_ids;                 /* object: done above the cursor, not seen again yet */
+	jv pending_ids;              /* object: ids whose kept reply is being posted */
+	jv recent;                   /* object: ids done recently (de-duplicates a re-seed) */
+	char (*recent_ring)[UUID_LEN + 1];
+	int recent_pos;
+	bool dirty;                  /* something the state file holds has changed */
+	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
+};
 
 static bool set_has(jv set, const char *id) { return json_has(set, id); }
 static jv set_add(jv set, const char *id) { return jv_object_set(set, jv_string(id), jv_true()); }
@@ -70,9 +88,9 @@ static void list_remove(struct inbox *ib, struct message *m)
 	ib->count--;
 }
 
-void inbox_init(struct inbox *ib, const char *own_id, jv st)
+struct inbox *inbox_new(const char *own_id, jv st)
 {
-	memset(ib, 0, sizeof *ib);
+	struct inbox *ib = xcalloc(1, sizeof *ib);
 	snprintf(ib->own_id, sizeof ib->own_id, "%s", own_id);
 	ib->done_ids = jv_object();
 	ib->pending_ids = jv_object();
@@ -131,10 +149,13 @@ void inbox_init(struct inbox *ib, const char *own_id, jv st)
 		}
 	}
 	jv_free(replies);
+	return ib;
 }
 
 void inbox_free(struct inbox *ib)
 {
+	if (!ib)
+		return;
 	while (ib->head) {
 		struct message *m = ib->head;
 		list_remove(ib, m);
@@ -149,6 +170,7 @@ void inbox_free(struct inbox *ib)
 	jv_free(ib->pending_ids);
 	jv_free(ib->recent);
 	free(ib->recent_ring);
+	free(ib);
 }
 
 /* Pops the done prefix: the cursor moves past every message that is done and
@@ -415,6 +437,36 @@ void inbox_orphan_done(struct inbox *ib, struct message *o)
 	recent_add(ib, o->id);
 	ib->dirty = true;
 	message_free(o);
+}
+
+int inbox_unfinished(const struct inbox *ib) { return ib->count; }
+int inbox_open_count(const struct inbox *ib) { return ib->n_open; }
+const char *inbox_cursor(const struct inbox *ib) { return ib->cursor; }
+const char *inbox_fetch_cursor(const struct inbox *ib) { return ib->fetch_cursor; }
+bool inbox_dirty(const struct inbox *ib) { return ib->dirty; }
+void inbox_mark_dirty(struct inbox *ib) { ib->dirty = true; }
+int inbox_unsaved_replies(const struct inbox *ib) { return ib->unsaved_replies; }
+
+struct message *inbox_oldest_active(struct inbox *ib)
+{
+	for (struct message *m = ib->head; m; m = m->next)
+		if (m->state == MSG_OPEN || m->state == MSG_ANSWERED || m->state == MSG_POSTING)
+			return m;
+	return NULL;
+}
+
+struct message *inbox_first(struct inbox *ib)
+{
+	return ib->orphans ? ib->orphans : ib->head;
+}
+
+struct message *inbox_next(struct inbox *ib, struct message *m)
+{
+	if (!m)
+		return inbox_first(ib);
+	if (m->orphan && !m->next)
+		return ib->head; /* the kept replies are done: on to the list */
+	return m->next;
 }
 
 static jv reply_entry(const struct message *m)

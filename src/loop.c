@@ -77,7 +77,7 @@ struct bridge {
 	struct job *jobs;
 	int njobs;
 	struct http *h;
-	struct inbox ib;
+	struct inbox *ib;
 	struct outbox *ob;
 	jv st;
 	int lock_fd;
@@ -166,11 +166,11 @@ static double error_rate(struct bridge *b, int64_t now)
  * never lost. */
 static int64_t save_due(struct bridge *b, int64_t now)
 {
-	if (b->ib.unsaved_replies == 0)
+	if (inbox_unsaved_replies(b->ib) == 0)
 		b->unsaved_since = 0;
 	else if (b->unsaved_since == 0)
 		b->unsaved_since = now;
-	if (!b->ib.dirty) {
+	if (!inbox_dirty(b->ib)) {
 		b->dirty_since = 0;
 		return -1;
 	}
@@ -188,7 +188,7 @@ static void save_state(struct bridge *b, bool force)
 	int64_t due = save_due(b, now);
 	if (!force && (due < 0 || now < due))
 		return;
-	b->st = inbox_state(&b->ib, b->st);
+	b->st = inbox_state(b->ib, b->st);
 	b->unsaved_since = b->dirty_since = 0;
 	char *err = NULL;
 	if (state_save(b->s->state_dir, b->s->workspace_id, b->st, &err) != 0) {
@@ -204,7 +204,7 @@ static void save_state(struct bridge *b, bool force)
 		if (say)
 			b->save_warned = now;
 		free(err);
-		b->ib.dirty = true;
+		inbox_mark_dirty(b->ib);
 	} else if (b->save_failures) {
 		char *path = xasprintf("%s/%s.json", b->s->state_dir, b->s->workspace_id);
 		log_info("state file %s writable again after %d failed saves: the cursor on disk is current", path,
@@ -246,7 +246,7 @@ static bool drained(struct bridge *b)
 		return false;
 	if (b->posts_only)
 		return true;
-	return b->ib.n_open == 0;
+	return inbox_open_count(b->ib) == 0;
 }
 
 /* ---- register ---- */
@@ -321,15 +321,10 @@ static void start_heartbeat(struct bridge *b)
 	b->next_heartbeat = now + (int64_t)(b->s->heartbeat * 1000);
 	if (b->heartbeat_busy)
 		return;
-	struct message *oldest = NULL;
-	for (struct message *m = b->ib.head; m; m = m->next)
-		if (m->state == MSG_OPEN || m->state == MSG_ANSWERED || m->state == MSG_POSTING) {
-			oldest = m;
-			break;
-		}
+	struct message *oldest = inbox_oldest_active(b->ib);
 	struct heartbeat_info hb = {
 		.uptime_seconds = (now - b->started) / 1000,
-		.active_tasks = b->ib.n_open,
+		.active_tasks = inbox_open_count(b->ib),
 		.error_rate = error_rate(b, now),
 		.sample_error = b->sample_error,
 		.current_task = oldest && oldest->summary ? oldest->summary : "",
@@ -348,7 +343,7 @@ static void start_heartbeat(struct bridge *b)
 
 static bool want_more(struct bridge *b)
 {
-	if (b->s->max_messages && b->handed_out + inbox_unfinished(&b->ib) >= b->s->max_messages)
+	if (b->s->max_messages && b->handed_out + inbox_unfinished(b->ib) >= b->s->max_messages)
 		return false;
 	return !b->once_fetched;
 }
@@ -365,7 +360,7 @@ static long window(struct bridge *b)
 
 static long window_room(struct bridge *b)
 {
-	return window(b) - inbox_unfinished(&b->ib);
+	return window(b) - inbox_unfinished(b->ib);
 }
 
 /* Room enough to poll now. While a backlog drains, wait for half a window
@@ -377,7 +372,7 @@ static bool poll_room(struct bridge *b)
 		return false;
 	if (!b->backlog)
 		return true;
-	return room >= (window(b) + 1) / 2 || inbox_unfinished(&b->ib) == 0;
+	return room >= (window(b) + 1) / 2 || inbox_unfinished(b->ib) == 0;
 }
 
 /* A page too large to take is not asked for again as it was: on_poll asks
@@ -392,7 +387,7 @@ static void on_poll(void *ctx, const struct http_resp *r);
 static void start_poll(struct bridge *b, int64_t now)
 {
 	long limit, secs = 0;
-	bool cold = b->ib.fetch_cursor[0] == '\0';
+	bool cold = inbox_fetch_cursor(b->ib)[0] == '\0';
 	if (cold) {
 		secs = b->s->since_secs;
 		if (b->cold_since) {
@@ -415,7 +410,7 @@ static void start_poll(struct bridge *b, int64_t now)
 	}
 	if (b->page_cap && limit > b->page_cap)
 		limit = b->page_cap;
-	char *path = platform_activity_path(b->s->workspace_id, cold ? NULL : b->ib.fetch_cursor, secs, limit);
+	char *path = platform_activity_path(b->s->workspace_id, cold ? NULL : inbox_fetch_cursor(b->ib), secs, limit);
 	struct http_opts o = {
 		.method = "GET", .path = path, .max_attempts = 0, .retry = poll_retry,
 		.done = on_poll, .ctx = b,
@@ -433,10 +428,10 @@ static void on_poll(void *ctx, const struct http_resp *r)
 	struct bridge *b = ctx;
 	b->poll_req = NULL;
 	int64_t now = now_ms();
-	bool cold = b->ib.fetch_cursor[0] == '\0';
+	bool cold = inbox_fetch_cursor(b->ib)[0] == '\0';
 	if (r->status == 410) {
 		log_warn("the platform no longer knows the cursor (HTTP 410, pruned?): replaying the last %ld s", b->s->since_secs);
-		inbox_reseed(&b->ib);
+		inbox_reseed(b->ib);
 		b->cold_since = 0;
 		b->next_poll = now;
 		return;
@@ -486,7 +481,7 @@ static void on_poll(void *ctx, const struct http_resp *r)
 		if (n >= b->poll_limit)
 			log_warn("more than %ld messages in the replay window: older ones are not replayed", b->poll_limit);
 	}
-	int queued = inbox_add_rows(&b->ib, rows);
+	int queued = inbox_add_rows(b->ib, rows);
 	log_debug("poll: %d rows, %d new messages", n, queued);
 	b->backlog = !cold && n >= b->poll_limit;
 	if (b->backlog) {
@@ -495,7 +490,7 @@ static void on_poll(void *ctx, const struct http_resp *r)
 		b->next_poll = now;
 	}
 	if (!cold && n == 0)
-		inbox_caught_up(&b->ib);
+		inbox_caught_up(b->ib);
 	if (b->s->once)
 		b->once_fetched = true;
 	outbox_touch(b->ob);
@@ -507,7 +502,7 @@ static void job_start(struct bridge *b, struct message *m, jv shown);
 
 static bool handler_ready(struct bridge *b)
 {
-	if (b->ib.n_open >= window(b))
+	if (inbox_open_count(b->ib) >= window(b))
 		return false; /* the window: a replayed backlog is handed out bit by bit too */
 	switch (b->mode) {
 	case MODE_FILTER:
@@ -523,7 +518,7 @@ static bool handler_ready(struct bridge *b)
 static void hand_out(struct bridge *b, int64_t now)
 {
 	struct message *m;
-	while (b->phase == PH_RUN && handler_ready(b) && (m = inbox_next_queued(&b->ib, now))) {
+	while (b->phase == PH_RUN && handler_ready(b) && (m = inbox_next_queued(b->ib, now))) {
 		if (b->s->max_messages && b->handed_out >= b->s->max_messages)
 			break;
 		jv outs;
@@ -539,7 +534,7 @@ static void hand_out(struct bridge *b, int64_t now)
 				jv_free(msg);
 				int64_t delay = backoff_ms(m->handouts + 1, 1000, 60000);
 				m->handouts++;
-				inbox_requeue(&b->ib, m, now + delay);
+				inbox_requeue(b->ib, m, now + delay);
 				continue;
 			}
 		} else {
@@ -549,12 +544,12 @@ static void hand_out(struct bridge *b, int64_t now)
 		if (jv_array_length(jv_copy(outs)) == 0) {
 			/* The filter dropped it: handled, nothing to say. */
 			jv_free(outs);
-			inbox_open(&b->ib, m, now);
-			inbox_done(&b->ib, m);
+			inbox_open(b->ib, m, now);
+			inbox_done(b->ib, m);
 			outbox_touch(b->ob);
 			continue;
 		}
-		inbox_open(&b->ib, m, now);
+		inbox_open(b->ib, m, now);
 		if (b->mode == MODE_EXEC) {
 			job_start(b, m, jv_array_get(outs, 0));
 			continue;
@@ -599,7 +594,7 @@ static void answer(struct bridge *b, struct message *m, jv parts)
 		jv err = jv_array_append(jv_array(), parts_text_part("error: the reply was too large to deliver"));
 		body = m->source_id ? platform_a2a_body(err, m->context_id, m->task_id) : platform_notify_body(err);
 	}
-	inbox_answer(&b->ib, m, path, body);
+	inbox_answer(b->ib, m, path, body);
 	outbox_touch(b->ob);
 }
 
@@ -614,7 +609,7 @@ static void handle_reply(struct bridge *b, jv v)
 	}
 	struct message *m;
 	if (r.id) {
-		m = inbox_find(&b->ib, r.id);
+		m = inbox_find(b->ib, r.id);
 		if (!m || m->state == MSG_DONE || m->state == MSG_QUEUED) {
 			reply_error(b, "no message with id \"%.60s\" is waiting for a reply", r.id);
 			reply_free(&r);
@@ -626,7 +621,7 @@ static void handle_reply(struct bridge *b, jv v)
 			return;
 		}
 	} else {
-		m = inbox_oldest_open(&b->ib);
+		m = inbox_oldest_open(b->ib);
 		if (!m) {
 			reply_error(b, "a reply without \"id\" but no message is waiting for one");
 			reply_free(&r);
@@ -644,7 +639,7 @@ static void handle_reply(struct bridge *b, jv v)
 		break;
 	case REPLY_ACK:
 		record(b, false, NULL);
-		inbox_done(&b->ib, m);
+		inbox_done(b->ib, m);
 		outbox_touch(b->ob);
 		break;
 	case REPLY_ERROR: {
@@ -659,7 +654,7 @@ static void handle_reply(struct bridge *b, jv v)
 		break;
 	}
 	case REPLY_RETRY:
-		inbox_requeue(&b->ib, m, now + (int64_t)(b->s->interval * 1000 > 1000 ? b->s->interval * 1000 : 1000));
+		inbox_requeue(b->ib, m, now + (int64_t)(b->s->interval * 1000 > 1000 ? b->s->interval * 1000 : 1000));
 		outbox_touch(b->ob);
 		break;
 	}
@@ -789,7 +784,7 @@ static void coproc_exited(struct bridge *b, int status)
 	/* Failing means dying early without having answered anything. */
 	bool quick = now - b->co.started_at < STABLE_CHILD_MS;
 	b->co.pid = 0;
-	int requeued = inbox_requeue_open(&b->ib);
+	int requeued = inbox_requeue_open(b->ib);
 	if (b->phase != PH_RUN && b->phase != PH_REGISTER) {
 		log_info("handler ended (%s)", how);
 		free(how);
@@ -856,7 +851,7 @@ static void job_start(struct bridge *b, struct message *m, jv shown)
 		/* Cannot even start: the message stays, to be tried again later. */
 		log_error("--exec: %s", err);
 		free(err);
-		inbox_requeue(&b->ib, m, now_ms() + backoff_ms(m->handouts, 1000, 60000));
+		inbox_requeue(b->ib, m, now_ms() + backoff_ms(m->handouts, 1000, 60000));
 		job_free(j);
 		return;
 	}
@@ -1026,9 +1021,9 @@ static bool work_complete(struct bridge *b)
 {
 	if (outbox_unposted(b->ob) > 0)
 		return false;
-	if (b->s->once && b->once_fetched && !b->poll_req && b->ib.count == 0)
+	if (b->s->once && b->once_fetched && !b->poll_req && inbox_unfinished(b->ib) == 0)
 		return true;
-	return b->s->max_messages && b->handed_out >= b->s->max_messages && b->ib.n_open == 0;
+	return b->s->max_messages && b->handed_out >= b->s->max_messages && inbox_open_count(b->ib) == 0;
 }
 
 /* Ready events of one descriptor, without waiting. */
@@ -1117,10 +1112,10 @@ static int setup(struct bridge *b, struct settings *s)
 			return 2;
 		}
 	}
-	inbox_init(&b->ib, s->workspace_id, b->st);
+	b->ib = inbox_new(s->workspace_id, b->st);
 	b->h = http_new(s->api_url, s->workspace_id, s->org_id);
 	http_set_token(b->h, s->token);
-	b->ob = outbox_new(&b->ib, b->h, on_settled, b);
+	b->ob = outbox_new(b->ib, b->h, on_settled, b);
 	linebuf_init(&b->lb, REPLY_LINE_MAX);
 	b->mode = s->command ? MODE_COPROC : s->exec ? MODE_EXEC : MODE_FILTER;
 	b->in_fd = -1;
@@ -1163,7 +1158,7 @@ static void teardown(struct bridge *b)
 		save_state(b, true);
 	outbox_free(b->ob);
 	http_free(b->h);
-	inbox_free(&b->ib);
+	inbox_free(b->ib);
 	jqprog_free(b->filter);
 	jqprog_free(b->reply_filter);
 	outchan_close(&b->out);
@@ -1235,7 +1230,7 @@ int loop_run(struct settings *s)
 			if (drained(&b) || now >= b.drain_deadline) {
 				if (!drained(&b))
 					log_warn("drain timeout: %d messages unanswered, %d replies unposted; they are kept for the next run",
-						 b.ib.n_open, outbox_unposted(b.ob));
+						 inbox_open_count(b.ib), outbox_unposted(b.ob));
 				b.phase = PH_END;
 			}
 		}
@@ -1263,7 +1258,7 @@ int loop_run(struct settings *s)
 			if (!b.poll_req && want_more(&b) && poll_room(&b))
 				wait = min_wait(wait, b.next_poll - now);
 			if (handler_ready(&b))
-				wait = min_wait(wait, inbox_next_due(&b.ib, now));
+				wait = min_wait(wait, inbox_next_due(b.ib, now));
 		} else if (b.phase == PH_DRAIN) {
 			wait = min_wait(wait, b.drain_deadline - now);
 			wait = min_wait(wait, b.next_heartbeat - now);

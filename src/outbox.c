@@ -46,9 +46,7 @@ void outbox_touch(struct outbox *ob) { ob->changed = true; }
 int outbox_unposted(const struct outbox *ob)
 {
 	int n = 0;
-	for (struct message *m = ob->ib->orphans; m; m = m->next)
-		n++;
-	for (struct message *m = ob->ib->head; m; m = m->next)
+	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
 		if (m->state == MSG_ANSWERED || (m->state == MSG_POSTING && m->post_body))
 			n++;
 	return n;
@@ -147,8 +145,6 @@ void outbox_pump(struct outbox *ob)
 	ob->changed = false;
 	ob->nblocked = 0;
 	bool canvas_blocked = false;
-	for (struct message *m = ob->ib->orphans; m; m = m->next)
-		visit(ob, m, &canvas_blocked);
-	for (struct message *m = ob->ib->head; m; m = m->next)
+	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
 		visit(ob, m, &canvas_blocked);
 }
