@@ -170,8 +170,8 @@ static bool given(const struct parse *p, const char *long_name)
 	return false;
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
+static enum parse_result usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static enum parse_result usage_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -179,12 +179,12 @@ static int usage_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs("\nTry '" PROG " --help' for more information.\n", stderr);
-	return 2;
+	return PARSE_BAD;
 }
 
 /* Configuration problems (files, environment) say what to fix in their one line. */
-static int config_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int config_error(const char *fmt, ...)
+static enum parse_result config_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static enum parse_result config_error(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -192,13 +192,13 @@ static int config_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	return 2;
+	return PARSE_BAD;
 }
 
 /* An error in a value: after an option it is a usage error, from the
  * environment a configuration one. */
-static int value_error(enum source src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int value_error(enum source src, const char *fmt, ...)
+static enum parse_result value_error(enum source src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static enum parse_result value_error(enum source src, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -250,7 +250,7 @@ static char *url_host(const char *url)
 	return xstrndup(p, colon ? (size_t)(colon - p) : authority);
 }
 
-static int apply_api_url(struct settings *s, const char *what, const char *value, enum source src)
+static enum parse_result apply_api_url(struct settings *s, const char *what, const char *value, enum source src)
 {
 	size_t scheme;
 	if (strncasecmp(value, "http://", 7) == 0)
@@ -276,7 +276,7 @@ static int apply_api_url(struct settings *s, const char *what, const char *value
 	}
 	free(s->api_url);
 	s->api_url = url;
-	return -1;
+	return PARSE_GO_ON;
 }
 
 /* Tokens and org ids go into HTTP headers: anything outside visible ASCII
@@ -303,7 +303,7 @@ static char *trim_dup(const char *p, size_t len)
 	return xstrndup(p, len);
 }
 
-static int apply_token(struct parse *p, char *value, enum source src)
+static enum parse_result apply_token(struct parse *p, char *value, enum source src)
 {
 	struct settings *s = p->s;
 	char *token = trim_dup(value, strlen(value));
@@ -318,14 +318,14 @@ static int apply_token(struct parse *p, char *value, enum source src)
 	free(s->token);
 	s->token = token;
 	set_string(&s->token_source, src == SRC_ENV ? "environment" : "option");
-	return -1;
+	return PARSE_GO_ON;
 }
 
 static void print_help(void);
 static void print_version(void);
 
-/* Applies one value of spec from src. Returns -1 to go on, or an exit status. */
-static int apply(struct parse *p, const struct option_spec *spec, char *value, enum source src)
+/* Applies one value of spec from src. */
+static enum parse_result apply(struct parse *p, const struct option_spec *spec, char *value, enum source src)
 {
 	struct settings *s = p->s;
 	char what[64];
@@ -388,16 +388,16 @@ static int apply(struct parse *p, const struct option_spec *spec, char *value, e
 		break;
 	case K_HELP:
 		print_help();
-		return 0;
+		return PARSE_DONE;
 	case K_VERSION:
 		print_version();
-		return 0;
+		return PARSE_DONE;
 	}
-	return -1;
+	return PARSE_GO_ON;
 }
 
-/* The first line of path, trimmed, into *out. Returns -1 or an exit status. */
-static int read_token_file(const char *path, char **out)
+/* The first line of path, trimmed, into *out. */
+static enum parse_result read_token_file(const char *path, char **out)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
@@ -449,7 +449,7 @@ static int read_token_file(const char *path, char **out)
 		return config_error("token file '%s': the token contains a space or control character", path);
 	}
 	*out = token;
-	return -1;
+	return PARSE_GO_ON;
 }
 
 /* Reads a whole file of at most max bytes (caller frees *out). 0 or errno. */
@@ -481,8 +481,8 @@ static int slurp(const char *path, size_t max, char **out, size_t *out_len)
 }
 
 /* The card from --agent-card (or an empty one), with name, description and
- * version filled in. Returns -1 or an exit status. */
-static int build_agent_card(struct parse *p)
+ * version filled in. */
+static enum parse_result build_agent_card(struct parse *p)
 {
 	struct settings *s = p->s;
 	jv card;
@@ -501,7 +501,7 @@ static int build_agent_card(struct parse *p)
 		free(text);
 		if (!jv_is_valid(card)) {
 			char *reason = json_error(card);
-			int rc = config_error("agent card '%s' is not valid JSON: %s", path, reason);
+			enum parse_result rc = config_error("agent card '%s' is not valid JSON: %s", path, reason);
 			free(reason);
 			return rc;
 		}
@@ -527,10 +527,10 @@ static int build_agent_card(struct parse *p)
 		card = jv_object_set(card, jv_string("version"), jv_string(PACKAGE_VERSION));
 	jv_free(s->agent_card);
 	s->agent_card = card;
-	return -1;
+	return PARSE_GO_ON;
 }
 
-static int resolve_state_dir(struct settings *s)
+static enum parse_result resolve_state_dir(struct settings *s)
 {
 	if (!s->state_dir) {
 		const char *xdg = getenv("XDG_CONFIG_HOME");
@@ -548,28 +548,28 @@ static int resolve_state_dir(struct settings *s)
 		return usage_error("--state-dir: the directory name is empty");
 	while (len > 1 && s->state_dir[len - 1] == '/')
 		s->state_dir[--len] = '\0';
-	return -1;
+	return PARSE_GO_ON;
 }
 
 /* Plain http sends the token in clear text: only to this machine unless told. */
-static int check_transport(const struct settings *s)
+static enum parse_result check_transport(const struct settings *s)
 {
 	if (strncasecmp(s->api_url, "http://", 7) != 0 || s->allow_insecure_http)
-		return -1;
+		return PARSE_GO_ON;
 	char *host = url_host(s->api_url);
 	bool local = host_is_loopback(host);
 	free(host);
 	if (local)
-		return -1;
+		return PARSE_GO_ON;
 	return config_error("refusing plain http to '%s': the token would cross the network "
 			    "unencrypted; use https:// or --allow-insecure-http", s->api_url);
 }
 
 /* Checks what only makes sense once every option is known. */
-static int finish(struct parse *p, const char *workspace_id, char **command, int ncommand)
+static enum parse_result finish(struct parse *p, const char *workspace_id, char **command, int ncommand)
 {
 	struct settings *s = p->s;
-	int rc;
+	enum parse_result rc;
 
 	if (!workspace_id)
 		return usage_error("missing WORKSPACE_ID");
@@ -607,15 +607,15 @@ static int finish(struct parse *p, const char *workspace_id, char **command, int
 
 	if (p->token_file) {
 		char *token = NULL;
-		if ((rc = read_token_file(p->token_file, &token)) >= 0)
+		if ((rc = read_token_file(p->token_file, &token)) != PARSE_GO_ON)
 			return rc;
 		free(s->token);
 		s->token = token;
 		set_string(&s->token_source, "file");
 	}
-	if ((rc = check_transport(s)) >= 0)
+	if ((rc = check_transport(s)) != PARSE_GO_ON)
 		return rc;
-	if ((rc = resolve_state_dir(s)) >= 0)
+	if ((rc = resolve_state_dir(s)) != PARSE_GO_ON)
 		return rc;
 	return build_agent_card(p);
 }
@@ -635,15 +635,15 @@ static int prefix_matches(const char *arg)
 	return n;
 }
 
-int options_parse(int argc, char **argv, struct settings *s)
+enum parse_result options_parse(int argc, char **argv, struct settings *s)
 {
 	memset(s, 0, sizeof *s);
 	s->agent_card = jv_invalid();
 
 	struct parse p = { .s = s };
-	int rc = -1;
+	enum parse_result rc = PARSE_GO_ON;
 
-	for (size_t i = 0; i < NSPECS && rc < 0; i++)
+	for (size_t i = 0; i < NSPECS && rc == PARSE_GO_ON; i++)
 		if (specs[i].dflt)
 			rc = apply(&p, &specs[i], (char *)specs[i].dflt, SRC_DEFAULT);
 
@@ -671,7 +671,7 @@ int options_parse(int argc, char **argv, struct settings *s)
 	bool dashes = false;    /* parsing stopped at "--": a co-process command follows */
 	opterr = 0;
 	optind = 0; /* 0: a full reinitialisation in glibc, so a second call works too */
-	while (rc < 0) {
+	while (rc == PARSE_GO_ON) {
 		int before = optind > 0 ? optind : 1;
 		int c = getopt_long(argc, argv, shortopts, longopts, NULL);
 		if (c == -1) {
@@ -717,7 +717,7 @@ int options_parse(int argc, char **argv, struct settings *s)
 
 	/* The environment fills what the command line left; --token-file also
 	 * stands in for the token variable. */
-	for (size_t i = 0; i < NSPECS && rc < 0; i++) {
+	for (size_t i = 0; i < NSPECS && rc == PARSE_GO_ON; i++) {
 		const char *value = specs[i].env ? getenv(specs[i].env) : NULL;
 		if (!value || !*value || p.seen[i])
 			continue;
@@ -726,7 +726,7 @@ int options_parse(int argc, char **argv, struct settings *s)
 		rc = apply(&p, &specs[i], (char *)value, SRC_ENV);
 	}
 
-	if (rc < 0)
+	if (rc == PARSE_GO_ON)
 		rc = finish(&p, workspace_id, dashes ? argv + optind : NULL,
 			    dashes ? argc - optind : 0);
 	free(p.token_file);
