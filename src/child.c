@@ -1,4 +1,4 @@
-/* child.c: handler processes: spawn with pipes and a clean environment, signal, reap. */
+/* child.c: handler processes: spawn with pipes and a clean environment, signal, reap, stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "child.h"
 #include "util.h"
@@ -134,6 +135,35 @@ pid_t proc_reap(int *status)
 		pid = waitpid(-1, status, WNOHANG);
 	while (pid < 0 && errno == EINTR);
 	return pid > 0 ? pid : 0;
+}
+
+void proc_stop_all(struct proc *const *procs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		proc_signal(procs[i], SIGTERM);
+	int64_t until = now_ms() + PROC_KILL_GRACE_MS;
+	for (;;) {
+		int status;
+		pid_t pid;
+		while ((pid = proc_reap(&status)) > 0)
+			for (size_t i = 0; i < n; i++)
+				if (procs[i]->pid == pid) {
+					procs[i]->exited = true;
+					procs[i]->status = status;
+				}
+		bool alive = false;
+		for (size_t i = 0; i < n; i++)
+			alive |= procs[i]->pid > 0 && !procs[i]->exited;
+		if (!alive)
+			return;
+		if (now_ms() >= until) {
+			for (size_t i = 0; i < n; i++)
+				proc_signal(procs[i], SIGKILL);
+			until = now_ms() + PROC_KILL_GRACE_MS;
+		}
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }
 
 char *proc_describe(int status)

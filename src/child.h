@@ -1,9 +1,10 @@
 /* child.h: handler processes: spawn with pipes, a clean environment, process
- * groups, and reaping. */
+ * groups, reaping and stopping. */
 #ifndef MC_CHILD_H
 #define MC_CHILD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -26,8 +27,15 @@ int proc_start(struct proc *p, char *const argv[], char *const extra_env[], bool
 void proc_signal(struct proc *p, int sig);
 void proc_close_stdin(struct proc *p);
 void proc_close_stdout(struct proc *p);
-/* Reaps any exited child without waiting: returns its pid and status, or 0. */
+/* Reaps any exited child without waiting: returns its pid and status, or 0.
+ * The loop hands each pid to the module that owns the child. */
 pid_t proc_reap(int *status);
+/* At shutdown: SIGTERM to each of procs that still runs, SIGKILL to what is
+ * left after PROC_KILL_GRACE_MS (again every grace period), until all of them
+ * are reaped (exited and status set). Other children reaped meanwhile are
+ * ignored: at shutdown nothing waits for them. */
+#define PROC_KILL_GRACE_MS 2000
+void proc_stop_all(struct proc *const *procs, size_t n);
 /* "exit status 3", "killed by signal 9 (Killed)": caller frees. */
 char *proc_describe(int status);
 

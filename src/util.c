@@ -1,4 +1,4 @@
-/* util.c: allocation that dies on out-of-memory, UUIDs, clocks, growable buffers, strict number parsing. */
+/* util.c: allocation that dies on out-of-memory, UUIDs, clocks, readiness, growable buffers, strict number parsing. */
 #include <config.h>
 
 #include <ctype.h>
@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,19 @@ int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t wait_min(int64_t a, int64_t b)
+{
+	return a < 0 ? b : (b < 0 ? a : (a < b ? a : b));
+}
+
+short fd_events(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	return p.revents;
 }
 
 void buf_append(struct buf *b, const void *data, size_t n)
