@@ -1,5 +1,4 @@
-/* child.h: handler processes: spawn with pipes, a clean environment, process
- * groups, reaping and stopping. */
+/* child.h: handler processes: spawned with pipes in their own group, signalled, reaped, stopped. */
 #ifndef MC_CHILD_H
 #define MC_CHILD_H
 

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "bridge.h"
-#include "http.h"
 #include "inbox.h"
 #include "log.h"
 #include "util.h"

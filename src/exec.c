@@ -11,7 +11,6 @@
 
 #include "bridge.h"
 #include "child.h"
-#include "http.h"
 #include "inbox.h"
 #include "json.h"
 #include "log.h"

@@ -119,20 +119,6 @@ void http_set_token(struct http *h, const char *token)
 CURLM *http_multi(struct http *h) { return h->multi; }
 unsigned long http_completed(struct http *h) { return h->completed; }
 
-int64_t backoff_ms(int attempt, int64_t base, int64_t cap)
-{
-	int64_t d = base;
-	for (int i = 1; i < attempt && d < cap; i++)
-		d *= 2;
-	if (d > cap)
-		d = cap;
-	/* Jitter of +-25% so a fleet of bridges does not retry in lock-step. */
-	int64_t span = d / 2;
-	if (span > 0)
-		d = d - span / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(span + 1));
-	return d < 1 ? 1 : d;
-}
-
 bool http_transient(const struct http_resp *r)
 {
 	/* A redirect is never followed (the token would go with it), but it is no

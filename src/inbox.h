@@ -1,5 +1,4 @@
-/* inbox.h: inbound messages from rows to done: order, the in-flight window,
- * what is done above the cursor, and the cursor itself. */
+/* inbox.h: inbound messages from rows to done: their order and states, the done set, the cursor. */
 #ifndef MC_INBOX_H
 #define MC_INBOX_H
 

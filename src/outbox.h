@@ -1,5 +1,4 @@
-/* outbox.h: posting replies: in message order per peer, peers in parallel,
- * retried until posted. */
+/* outbox.h: posting replies: in message order per peer, peers in parallel, retried until settled. */
 #ifndef MC_OUTBOX_H
 #define MC_OUTBOX_H
 

@@ -1,4 +1,4 @@
-/* platform.c: request bodies, paths and answer classification for CONTRACT.md. */
+/* platform.c: request bodies, paths and answer classification for the platform's API. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-/* platform.h: the platform's endpoints (CONTRACT.md): request bodies and paths,
- * and what an answer means. Pure functions: no I/O here. */
+/* platform.h: the platform's endpoints: request bodies and paths, and what an answer means. */
+/* Pure functions: no I/O here. docs/protocol.md describes the API they follow. */
 #ifndef MC_PLATFORM_H
 #define MC_PLATFORM_H
 

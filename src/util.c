@@ -1,4 +1,4 @@
-/* util.c: allocation that dies on out-of-memory, UUIDs, clocks, readiness, growable buffers, strict number parsing. */
+/* util.c: allocation that dies on out-of-memory, UUIDs, clocks and backoff, readiness, growable buffers, strict number parsing. */
 #include <config.h>
 
 #include <ctype.h>
@@ -189,6 +189,20 @@ int64_t now_ms(void)
 int64_t wait_min(int64_t a, int64_t b)
 {
 	return a < 0 ? b : (b < 0 ? a : (a < b ? a : b));
+}
+
+int64_t backoff_ms(int attempt, int64_t base, int64_t cap)
+{
+	int64_t d = base;
+	for (int i = 1; i < attempt && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	/* Jitter of +-25% so a fleet of bridges does not retry in lock-step. */
+	int64_t span = d / 2;
+	if (span > 0)
+		d = d - span / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(span + 1));
+	return d < 1 ? 1 : d;
 }
 
 short fd_events(int fd, short events)
