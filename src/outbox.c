@@ -12,15 +12,28 @@ struct outbox {
 	posted_fn fn;
 	void *ctx;
 	bool changed;
+	struct post_ctx *posts;  /* in flight: the outbox's until settled or freed */
 	/* Peers that already have an unfinished earlier message in this pass. */
 	const char **blocked;
 	size_t nblocked, capblocked;
 };
 
 struct post_ctx {
+	struct post_ctx *next, *prev;
 	struct outbox *ob;
 	struct message *m;
+	struct http_req *req;
 };
+
+static void post_unlink(struct outbox *ob, struct post_ctx *pc)
+{
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		ob->posts = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+}
 
 struct outbox *outbox_new(struct inbox *ib, struct http *h, posted_fn fn, void *ctx)
 {
@@ -37,6 +50,14 @@ void outbox_free(struct outbox *ob)
 {
 	if (!ob)
 		return;
+	/* Posts still in flight (a drain that timed out) are kept in the state
+	 * file already; their requests go with the outbox. */
+	while (ob->posts) {
+		struct post_ctx *pc = ob->posts;
+		post_unlink(ob, pc);
+		http_cancel(ob->h, pc->req);
+		free(pc);
+	}
 	free(ob->blocked);
 	free(ob);
 }
@@ -64,6 +85,7 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	struct post_ctx *pc = ctx;
 	struct outbox *ob = pc->ob;
 	struct message *m = pc->m;
+	post_unlink(ob, pc);
 	free(pc);
 	ob->changed = true;
 	bool ok = r->status >= 200 && r->status < 300;
@@ -101,9 +123,13 @@ static void block(struct outbox *ob, const char *peer)
 
 static void start_post(struct outbox *ob, struct message *m)
 {
-	struct post_ctx *pc = xmalloc(sizeof *pc);
+	struct post_ctx *pc = xcalloc(1, sizeof *pc);
 	pc->ob = ob;
 	pc->m = m;
+	pc->next = ob->posts;
+	if (ob->posts)
+		ob->posts->prev = pc;
+	ob->posts = pc;
 	m->state = MSG_POSTING;
 	struct http_opts o = {
 		.method = "POST",
@@ -116,7 +142,7 @@ static void start_post(struct outbox *ob, struct message *m)
 		.done = on_posted,
 		.ctx = pc,
 	};
-	http_start(ob->h, &o);
+	pc->req = http_start(ob->h, &o);
 }
 
 /* One pass in order: a message that is not done holds back every later reply
