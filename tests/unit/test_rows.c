@@ -264,17 +264,17 @@ static void test_rows_sort(void)
 	is_str(got, "", "null sorts to []");
 	free(got);
 
-	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02Z") == 0, "timestamp_cmp: equal");
+	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02Z") == 0, "rows_timestamp_cmp: equal");
 	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000Z") == 0,
-		"timestamp_cmp: trailing zeros do not matter");
+		"rows_timestamp_cmp: trailing zeros do not matter");
 	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000001Z") < 0,
-		"timestamp_cmp: whole second before a fraction");
+		"rows_timestamp_cmp: whole second before a fraction");
 	ok(rows_timestamp_cmp("2026-04-30T10:15:02.12Z", "2026-04-30T10:15:02.123Z") < 0,
-		"timestamp_cmp: .12 before .123");
+		"rows_timestamp_cmp: .12 before .123");
 	ok(rows_timestamp_cmp("2026-04-30T10:15:02.9Z", "2026-04-30T10:15:03Z") < 0,
-		"timestamp_cmp: .9 before the next second");
-	ok(rows_timestamp_cmp("2026-05-01T00:00:00Z", "2026-04-30T23:59:59.999Z") > 0, "timestamp_cmp: dates");
-	ok(rows_timestamp_cmp("b", "a") > 0 && rows_timestamp_cmp("", "2026") < 0, "timestamp_cmp: other strings by strcmp");
+		"rows_timestamp_cmp: .9 before the next second");
+	ok(rows_timestamp_cmp("2026-05-01T00:00:00Z", "2026-04-30T23:59:59.999Z") > 0, "rows_timestamp_cmp: dates");
+	ok(rows_timestamp_cmp("b", "a") > 0 && rows_timestamp_cmp("", "2026") < 0, "rows_timestamp_cmp: other strings by strcmp");
 }
 
 static void test_rows_oldest_first(void)
