@@ -23,32 +23,29 @@
 
 /* ---- set-up ----------------------------------------------------------- */
 
+/* The program of option (NULL: none) into *out. false: reported. */
+static bool compile(const char *option, const char *program, struct jqprog **out)
+{
+	char *err = NULL;
+	if (!program)
+		return true;
+	*out = jqprog_compile(program, &err);
+	if (*out)
+		return true;
+	log_error("%s: %s", option, err);
+	free(err);
+	return false;
+}
+
 bool dispatch_setup(struct bridge *b)
 {
 	struct dispatch *d = &b->dispatch;
-	struct settings *s = b->s;
-	char *err = NULL;
 	d->in_fd = -1;
 	d->in_eof = true;
 	d->out.fd = -1;
 	linebuf_init(&d->lb, DISPATCH_LINE_MAX);
-	if (s->filter) {
-		d->filter = jqprog_compile(s->filter, &err);
-		if (!d->filter) {
-			log_error("--filter: %s", err);
-			free(err);
-			return false;
-		}
-	}
-	if (s->reply_filter) {
-		d->reply_filter = jqprog_compile(s->reply_filter, &err);
-		if (!d->reply_filter) {
-			log_error("--reply-filter: %s", err);
-			free(err);
-			return false;
-		}
-	}
-	return true;
+	return compile("--filter", b->s->filter, &d->filter) &&
+	       compile("--reply-filter", b->s->reply_filter, &d->reply_filter);
 }
 
 void dispatch_open_stdio(struct bridge *b)

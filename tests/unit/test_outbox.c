@@ -79,6 +79,13 @@ static void states_are(struct message **ms, int n, const char *want, const char 
 	free(got);
 }
 
+/* Something changed in the inbox: the outbox looks again. */
+static void repump(struct outbox *ob)
+{
+	outbox_touch(ob);
+	outbox_pump(ob);
+}
+
 /* A real client whose requests never run: nothing calls http_process, so
  * a started post stays in flight and its message shows MSG_POSTING. */
 static struct http *idle_client(void)
@@ -111,8 +118,7 @@ static void test_order_per_peer(void)
 	answer(ib, m[2]); /* A2 */
 	answer(ib, m[4]); /* C2 */
 	answer(ib, m[5]); /* B2 */
-	outbox_touch(ob);
-	outbox_pump(ob);
+	repump(ob);
 	states_are(m, 6, "open,posting,answered,open,answered,answered",
 		   "B1 posts; A2 waits for A1, C2 for C1, B2 for B1 in flight");
 	is_int(outbox_unposted(ob), 4, "four replies unposted (one in flight)");
@@ -122,20 +128,17 @@ static void test_order_per_peer(void)
 
 	answer(ib, m[0]); /* A1 */
 	answer(ib, m[3]); /* C1 */
-	outbox_touch(ob);
-	outbox_pump(ob);
+	repump(ob);
 	states_are(m, 6, "posting,posting,answered,posting,answered,answered",
 		   "A1 and the canvas's C1 post in parallel with B1; the second of each still waits");
 
 	/* B1 settles (what on_posted does): B2's turn. */
 	inbox_done(ib, m[1]);
-	outbox_touch(ob);
-	outbox_pump(ob);
+	repump(ob);
 	states_are(m, 6, "posting,done,answered,posting,answered,posting", "B1 done: B2 posts, A2 and C2 still wait");
 
 	inbox_done(ib, m[3]);
-	outbox_touch(ob);
-	outbox_pump(ob);
+	repump(ob);
 	ok(m[4]->state == MSG_POSTING && m[2]->state == MSG_ANSWERED, "C1 done: C2 posts; A2 waits for A1 alone");
 
 	outbox_free(ob);
@@ -172,15 +175,13 @@ static void test_kept_replies_first(void)
 	is_int(open_all(ib, m), 3, "three new messages handed out");
 	for (int i = 0; i < 3; i++)
 		answer(ib, m[i]);
-	outbox_touch(ob);
-	outbox_pump(ob);
+	repump(ob);
 	states_are(kept, 2, "posting,posting", "both kept replies post at once");
 	states_are(m, 3, "answered,posting,answered",
 		   "A's new reply waits for A's kept one, the canvas's for the canvas's; B is free");
 
 	inbox_orphan_done(ib, kept[0]);
-	outbox_touch(ob);
-	outbox_pump(ob);
+	repump(ob);
 	states_are(m, 3, "posting,posting,answered", "A's kept reply settled: A's new one posts");
 
 	outbox_free(ob);
