@@ -41,7 +41,7 @@ static char **child_environ(char *const extra[])
 	return env;
 }
 
-int proc_start(struct proc *p, char *const argv[], char *const extra_env[], bool own_group, char **err)
+int child_start(struct child *p, char *const argv[], char *const extra_env[], bool own_group, char **err)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
 	memset(p, 0, sizeof *p);
@@ -104,7 +104,7 @@ fail:
 	return -1;
 }
 
-void proc_signal(struct proc *p, int sig)
+void child_signal(struct child *p, int sig)
 {
 	if (p->pid <= 0 || p->exited)
 		return;
@@ -114,21 +114,21 @@ void proc_signal(struct proc *p, int sig)
 		kill(p->pid, sig);
 }
 
-void proc_close_stdin(struct proc *p)
+void child_close_stdin(struct child *p)
 {
 	if (p->to_fd >= 0)
 		close(p->to_fd);
 	p->to_fd = -1;
 }
 
-void proc_close_stdout(struct proc *p)
+void child_close_stdout(struct child *p)
 {
 	if (p->from_fd >= 0)
 		close(p->from_fd);
 	p->from_fd = -1;
 }
 
-pid_t proc_reap(int *status)
+pid_t child_reap(int *status)
 {
 	pid_t pid;
 	do
@@ -137,36 +137,36 @@ pid_t proc_reap(int *status)
 	return pid > 0 ? pid : 0;
 }
 
-void proc_stop_all(struct proc *const *procs, size_t n)
+void child_stop_all(struct child *const *children, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		proc_signal(procs[i], SIGTERM);
-	int64_t until = now_ms() + PROC_KILL_GRACE_MS;
+		child_signal(children[i], SIGTERM);
+	int64_t until = now_ms() + CHILD_KILL_GRACE_MS;
 	for (;;) {
 		int status;
 		pid_t pid;
-		while ((pid = proc_reap(&status)) > 0)
+		while ((pid = child_reap(&status)) > 0)
 			for (size_t i = 0; i < n; i++)
-				if (procs[i]->pid == pid) {
-					procs[i]->exited = true;
-					procs[i]->status = status;
+				if (children[i]->pid == pid) {
+					children[i]->exited = true;
+					children[i]->status = status;
 				}
 		bool alive = false;
 		for (size_t i = 0; i < n; i++)
-			alive |= procs[i]->pid > 0 && !procs[i]->exited;
+			alive |= children[i]->pid > 0 && !children[i]->exited;
 		if (!alive)
 			return;
 		if (now_ms() >= until) {
 			for (size_t i = 0; i < n; i++)
-				proc_signal(procs[i], SIGKILL);
-			until = now_ms() + PROC_KILL_GRACE_MS;
+				child_signal(children[i], SIGKILL);
+			until = now_ms() + CHILD_KILL_GRACE_MS;
 		}
 		struct timespec ts = { 0, 20 * 1000000L };
 		nanosleep(&ts, NULL);
 	}
 }
 
-char *proc_describe(int status)
+char *child_describe(int status)
 {
 	if (WIFEXITED(status))
 		return xasprintf("exit status %d", WEXITSTATUS(status));

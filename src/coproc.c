@@ -19,7 +19,7 @@ bool coproc_start(struct bridge *b)
 	char *err = NULL;
 	char *env[] = { NULL, NULL };
 	env[0] = xasprintf("MOLECULE_WORKSPACE_ID=%s", b->s->workspace_id);
-	int rc = proc_start(&co->p, b->s->command, env, true, &err);
+	int rc = child_start(&co->p, b->s->command, env, true, &err);
 	free(env[0]);
 	if (rc != 0) {
 		log_error("%s", err);
@@ -49,8 +49,8 @@ void coproc_answered(struct bridge *b)
 void coproc_output_closed(struct bridge *b)
 {
 	/* Its exit, reaped through SIGCHLD, hands its messages to a new one. */
-	proc_close_stdout(&b->co.p);
-	proc_signal(&b->co.p, SIGTERM);
+	child_close_stdout(&b->co.p);
+	child_signal(&b->co.p, SIGTERM);
 }
 
 /* The co-process is gone: every message it had not answered goes to the next one. */
@@ -58,7 +58,7 @@ static void exited(struct bridge *b, int status)
 {
 	struct coproc *co = &b->co;
 	int64_t now = now_ms();
-	char *how = proc_describe(status);
+	char *how = child_describe(status);
 	co->p.exited = true;
 	if (co->p.from_fd >= 0) {
 		/* Whatever it printed before dying still counts. */
@@ -68,8 +68,8 @@ static void exited(struct bridge *b, int status)
 			dispatch_feed(b, chunk, (size_t)n);
 		dispatch_feed_end(b);
 	}
-	proc_close_stdin(&co->p);
-	proc_close_stdout(&co->p);
+	child_close_stdin(&co->p);
+	child_close_stdout(&co->p);
 	dispatch_detach(b);
 	/* Failing means dying early without having answered anything. */
 	bool quick = now - co->p.started_at < STABLE_CHILD_MS;
@@ -125,7 +125,7 @@ void coproc_tick(struct bridge *b, int64_t now)
 	/* Draining: once its last message is written, end of input tells it to finish. */
 	if (b->phase == PH_DRAIN && co->p.pid > 0 && co->p.to_fd >= 0 && !dispatch_writing(b)) {
 		dispatch_close_output(b);
-		proc_close_stdin(&co->p);
+		child_close_stdin(&co->p);
 	}
 }
 
@@ -138,9 +138,9 @@ int64_t coproc_next_wakeup(const struct bridge *b, int64_t now)
 
 void coproc_stop(struct bridge *b)
 {
-	struct proc *p = &b->co.p;
+	struct child *p = &b->co.p;
 	if (p->pid <= 0)
 		return;
-	proc_close_stdin(p);
-	proc_stop_all(&p, 1);
+	child_close_stdin(p);
+	child_stop_all(&p, 1);
 }

@@ -11,7 +11,7 @@
 struct bridge;
 
 struct coproc {
-	struct proc p;
+	struct child p;
 	int64_t restart_at;      /* 0: no restart pending */
 	int failures;            /* quick deaths in a row */
 };

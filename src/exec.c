@@ -19,7 +19,7 @@
 /* One --exec child and the message it handles. */
 struct exec_job {
 	struct exec_job *next;
-	struct proc p;
+	struct child p;
 	char msg_id[UUID_LEN + 1];
 	struct buf input;        /* still to write to its stdin */
 	size_t input_off;
@@ -31,8 +31,8 @@ struct exec_job {
 
 static void job_free(struct exec_job *j)
 {
-	proc_close_stdin(&j->p);
-	proc_close_stdout(&j->p);
+	child_close_stdin(&j->p);
+	child_close_stdout(&j->p);
 	buf_free(&j->input);
 	buf_free(&j->output);
 	free(j);
@@ -70,7 +70,7 @@ void exec_start(struct bridge *b, struct message *m, jv shown)
 	jv_free(method);
 	char *argv[] = { "/bin/sh", "-c", b->s->exec, NULL };
 	char *err = NULL;
-	int rc = proc_start(&j->p, argv, env, true, &err);
+	int rc = child_start(&j->p, argv, env, true, &err);
 	for (char **e = env; *e; e++)
 		free(*e);
 	if (rc != 0) {
@@ -82,7 +82,7 @@ void exec_start(struct bridge *b, struct message *m, jv shown)
 		return;
 	}
 	if (j->input.len == 0)
-		proc_close_stdin(&j->p);
+		child_close_stdin(&j->p);
 	j->deadline = now_ms() + (int64_t)(b->s->exec_timeout * 1000);
 	j->next = b->exec.jobs;
 	b->exec.jobs = j;
@@ -102,7 +102,7 @@ static void job_write(struct exec_job *j)
 		else
 			break; /* it stopped reading: that is its business */
 	}
-	proc_close_stdin(&j->p);
+	child_close_stdin(&j->p);
 }
 
 static void job_read(struct exec_job *j)
@@ -113,8 +113,8 @@ static void job_read(struct exec_job *j)
 		if (n > 0) {
 			if (j->output.len + (size_t)n > EXEC_OUTPUT_MAX) {
 				j->too_much = true;
-				proc_close_stdout(&j->p);
-				proc_signal(&j->p, SIGKILL);
+				child_close_stdout(&j->p);
+				child_signal(&j->p, SIGKILL);
 				return;
 			}
 			buf_append(&j->output, chunk, (size_t)n);
@@ -124,7 +124,7 @@ static void job_read(struct exec_job *j)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return;
-		proc_close_stdout(&j->p);
+		child_close_stdout(&j->p);
 		return;
 	}
 }
@@ -140,7 +140,7 @@ static void job_settle(struct bridge *b, struct exec_job *j)
 	} else if (j->too_much) {
 		v = jv_object_set(v, jv_string("error"), jv_string("printed more than 1 MiB"));
 	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		char *how = proc_describe(st);
+		char *how = child_describe(st);
 		v = jv_object_set(v, jv_string("error"), jv_string(how));
 		free(how);
 	} else {
@@ -164,7 +164,7 @@ void exec_tick(struct bridge *b, int64_t now)
 			/* The whole group: a shell's children go too. */
 			j->timed_out = true;
 			log_warn("--exec child for message %s timed out after %g s: killed", j->msg_id, b->s->exec_timeout);
-			proc_signal(&j->p, SIGKILL);
+			child_signal(&j->p, SIGKILL);
 		}
 		if (j->p.exited && (j->p.from_fd < 0 || j->timed_out)) {
 			*pp = j->next;
@@ -225,12 +225,12 @@ void exec_stop(struct bridge *b)
 	for (struct exec_job *j = b->exec.jobs; j; j = j->next)
 		n++;
 	if (n > 0) {
-		struct proc **procs = xcalloc(n, sizeof *procs);
+		struct child **children = xcalloc(n, sizeof *children);
 		size_t i = 0;
 		for (struct exec_job *j = b->exec.jobs; j; j = j->next)
-			procs[i++] = &j->p;
-		proc_stop_all(procs, n);
-		free(procs);
+			children[i++] = &j->p;
+		child_stop_all(children, n);
+		free(children);
 	}
 	while (b->exec.jobs) {
 		struct exec_job *j = b->exec.jobs;

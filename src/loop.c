@@ -80,7 +80,7 @@ static void reap_children(struct bridge *b)
 {
 	int status;
 	pid_t pid;
-	while ((pid = proc_reap(&status)) > 0)
+	while ((pid = child_reap(&status)) > 0)
 		if (!coproc_reaped(b, pid, status))
 			exec_reaped(b, pid, status);
 }
