@@ -29,7 +29,7 @@ void child_close_stdout(struct child *p);
 /* Reaps any exited child without waiting: returns its pid and status, or 0.
  * The loop hands each pid to the module that owns the child. */
 pid_t child_reap(int *status);
-/* At shutdown: SIGTERM to each of children that still runs, SIGKILL to what is
+/* At shutdown: SIGTERM to each of the n children that still runs, SIGKILL to what is
  * left after CHILD_KILL_GRACE_MS (again every grace period), until all of them
  * are reaped (exited and status set). Other children reaped meanwhile are
  * ignored: at shutdown nothing waits for them. */
