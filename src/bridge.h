@@ -12,7 +12,7 @@
 #include "coproc.h"
 #include "dispatch.h"
 #include "exec.h"
-#include "poll.h"
+#include "fetch.h"
 #include "save.h"
 #include "session.h"
 
@@ -47,7 +47,7 @@ struct bridge {
 	int signals;             /* stop signals received */
 	int64_t started, drain_deadline;
 	struct session session;  /* session.c */
-	struct poller poll;      /* poll.c */
+	struct fetcher fetch;    /* fetch.c */
 	struct dispatch dispatch; /* dispatch.c */
 	struct coproc co;        /* coproc.c */
 	struct exec_pool exec;   /* exec.c */

@@ -75,7 +75,7 @@ void dispatch_free(struct bridge *b)
 
 bool dispatch_ready(struct bridge *b)
 {
-	if (inbox_open_count(b->ib) >= poll_window(b))
+	if (inbox_open_count(b->ib) >= fetch_window(b))
 		return false; /* the window: a replayed backlog is handed out bit by bit too */
 	switch (b->mode) {
 	case MODE_FILTER:

@@ -44,7 +44,7 @@ void bridge_drain(struct bridge *b, const char *why, bool posts_only)
 	}
 	log_debug("stopping: %s", why);
 	b->phase = PH_DRAIN;
-	poll_cancel(b);
+	fetch_cancel(b);
 	b->drain_deadline = now_ms() + (int64_t)(b->s->drain_timeout * 1000);
 }
 
@@ -68,7 +68,7 @@ static bool work_complete(struct bridge *b)
 {
 	if (outbox_unposted(b->ob) > 0)
 		return false;
-	if (b->s->once && poll_finished(b) && inbox_unfinished(b->ib) == 0)
+	if (b->s->once && fetch_finished(b) && inbox_unfinished(b->ib) == 0)
 		return true;
 	return b->s->max_messages && b->dispatch.handed_out >= b->s->max_messages && inbox_open_count(b->ib) == 0;
 }
@@ -188,7 +188,7 @@ static void run_timers(struct bridge *b, int64_t now)
 	exec_tick(b, now);
 	if (b->phase == PH_RUN) {
 		session_tick(b, now);
-		poll_tick(b, now);
+		fetch_tick(b, now);
 		dispatch_hand_out(b, now);
 		if (work_complete(b))
 			bridge_stop(b, MC_EXIT_OK, "work complete");
@@ -212,7 +212,7 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 	int64_t wait = IDLE_WAIT_MS;
 	if (b->phase == PH_RUN) {
 		wait = wait_min(wait, session_next_wakeup(b, now));
-		wait = wait_min(wait, poll_next_wakeup(b, now));
+		wait = wait_min(wait, fetch_next_wakeup(b, now));
 		if (dispatch_ready(b))
 			wait = wait_min(wait, inbox_next_due(b->ib, now));
 	} else if (b->phase == PH_DRAIN) {

@@ -111,7 +111,7 @@ static void on_register(void *ctx, const struct http_resp *r)
 	if (ok) {
 		log_info("registered workspace %s at %s", b->s->workspace_id, b->s->api_url);
 		b->phase = PH_RUN;
-		poll_wake(b, now_ms());
+		fetch_wake(b, now_ms());
 		heartbeat_start(b);
 		return;
 	}

@@ -1,6 +1,6 @@
-/* poll.h: the activity fetch: when to poll, how many rows to ask for (window, byte bound, page cap), what a page brings. */
-#ifndef MC_POLL_H
-#define MC_POLL_H
+/* fetch.h: the activity fetch: when to poll, how many rows to ask for (window, byte bound, page cap), what a page brings. */
+#ifndef MC_FETCH_H
+#define MC_FETCH_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -11,12 +11,12 @@ struct http_req;
 /* Rows per replay-by-time page: the platform's cap. The replay comes newest
  * first and cannot be paged back, so anything smaller would drop the oldest
  * messages of a larger backlog inside the --since-secs window. */
-#define POLL_COLD_LIMIT 500
-#define POLL_MAX_LIMIT 500                /* the platform's page cap */
-#define POLL_WINDOW_BYTES (4L << 20)      /* the fetch window holds about this much activity at most */
-#define POLL_FIRST_PAGE 4                 /* rows asked for while their size is unknown */
+#define FETCH_COLD_LIMIT 500
+#define FETCH_MAX_LIMIT 500                /* the platform's page cap */
+#define FETCH_WINDOW_BYTES (4L << 20)      /* the fetch window holds about this much activity at most */
+#define FETCH_FIRST_PAGE 4                 /* rows asked for while their size is unknown */
 
-struct poller {
+struct fetcher {
 	struct http_req *req;    /* the poll in flight, or NULL */
 	int64_t next;            /* when the next poll is due */
 	int64_t cold_since;      /* a replay by time has found nothing since then (0: none) */
@@ -32,29 +32,29 @@ struct poller {
 /* The rules, as functions of their inputs. */
 
 /* The fetch window: max_inflight messages, fewer when rows of row_bytes
- * (0: unknown) would hold more than POLL_WINDOW_BYTES; at least one. */
-long poll_window_for(long max_inflight, long row_bytes);
+ * (0: unknown) would hold more than FETCH_WINDOW_BYTES; at least one. */
+long fetch_window_for(long max_inflight, long row_bytes);
 /* Room enough to poll with unfinished messages in a window: any room, but
  * while a backlog drains half a window (or an empty one), so each request
  * brings a useful page rather than one row. */
-bool poll_room_for(long window, long unfinished, bool backlog);
-/* Rows to ask for. cold (no cursor: a replay by time): POLL_COLD_LIMIT.
- * Else the room in the window, at most POLL_MAX_LIMIT, and POLL_FIRST_PAGE
+bool fetch_room_for(long window, long unfinished, bool backlog);
+/* Rows to ask for. cold (no cursor: a replay by time): FETCH_COLD_LIMIT.
+ * Else the room in the window, at most FETCH_MAX_LIMIT, and FETCH_FIRST_PAGE
  * while the size of a row is unknown (row_bytes 0). Never above page_cap
  * (0: none), set after a page too large to take. */
-long poll_limit_for(bool cold, long room, long row_bytes, long page_cap);
+long fetch_limit_for(bool cold, long room, long row_bytes, long page_cap);
 
 /* The same for the running bridge. */
-long poll_window(struct bridge *b);
+long fetch_window(struct bridge *b);
 /* Starts a poll when one is due, wanted and has room. */
-void poll_tick(struct bridge *b, int64_t now);
+void fetch_tick(struct bridge *b, int64_t now);
 /* Milliseconds until the next poll is due, or -1 when none is wanted. */
-int64_t poll_next_wakeup(struct bridge *b, int64_t now);
+int64_t fetch_next_wakeup(struct bridge *b, int64_t now);
 /* Poll at `at` (now_ms() terms) rather than later. */
-void poll_wake(struct bridge *b, int64_t at);
+void fetch_wake(struct bridge *b, int64_t at);
 /* Drops the poll in flight: its rows stay on the platform, the cursor has not moved past them. */
-void poll_cancel(struct bridge *b);
+void fetch_cancel(struct bridge *b);
 /* --once: the one fetch is done and nothing more is coming. */
-bool poll_finished(const struct bridge *b);
+bool fetch_finished(const struct bridge *b);
 
 #endif

@@ -1,4 +1,4 @@
-/* poll.c: the activity fetch: when to poll, the fetch window and its byte bound, the page cap, and each page's rows. */
+/* fetch.c: the activity fetch: when to poll, the fetch window and its byte bound, the page cap, and each page's rows. */
 #include <config.h>
 
 #include <stdlib.h>
@@ -16,15 +16,15 @@
 
 /* ---- the rules -------------------------------------------------------- */
 
-long poll_window_for(long max_inflight, long row_bytes)
+long fetch_window_for(long max_inflight, long row_bytes)
 {
-	long w = max_inflight, fit = row_bytes > 0 ? POLL_WINDOW_BYTES / row_bytes : w;
+	long w = max_inflight, fit = row_bytes > 0 ? FETCH_WINDOW_BYTES / row_bytes : w;
 	if (fit < w)
 		w = fit > 0 ? fit : 1;
 	return w;
 }
 
-bool poll_room_for(long window, long unfinished, bool backlog)
+bool fetch_room_for(long window, long unfinished, bool backlog)
 {
 	long room = window - unfinished;
 	if (room <= 0)
@@ -34,18 +34,18 @@ bool poll_room_for(long window, long unfinished, bool backlog)
 	return room >= (window + 1) / 2 || unfinished == 0;
 }
 
-long poll_limit_for(bool cold, long room, long row_bytes, long page_cap)
+long fetch_limit_for(bool cold, long room, long row_bytes, long page_cap)
 {
 	long limit;
 	if (cold) {
-		limit = POLL_COLD_LIMIT;
+		limit = FETCH_COLD_LIMIT;
 	} else {
 		limit = room;
-		if (limit > POLL_MAX_LIMIT)
-			limit = POLL_MAX_LIMIT;
+		if (limit > FETCH_MAX_LIMIT)
+			limit = FETCH_MAX_LIMIT;
 		/* The size of the rows is not known yet: a small first page. */
-		if (row_bytes == 0 && limit > POLL_FIRST_PAGE)
-			limit = POLL_FIRST_PAGE;
+		if (row_bytes == 0 && limit > FETCH_FIRST_PAGE)
+			limit = FETCH_FIRST_PAGE;
 	}
 	if (page_cap && limit > page_cap)
 		limit = page_cap;
@@ -54,9 +54,9 @@ long poll_limit_for(bool cold, long room, long row_bytes, long page_cap)
 
 /* ---- the running bridge ----------------------------------------------- */
 
-long poll_window(struct bridge *b)
+long fetch_window(struct bridge *b)
 {
-	return poll_window_for(b->s->max_inflight, b->poll.row_bytes);
+	return fetch_window_for(b->s->max_inflight, b->fetch.row_bytes);
 }
 
 static bool cold(struct bridge *b)
@@ -68,13 +68,13 @@ static bool want_more(struct bridge *b)
 {
 	if (b->s->max_messages && b->dispatch.handed_out + inbox_unfinished(b->ib) >= b->s->max_messages)
 		return false;
-	return !b->poll.once_fetched;
+	return !b->fetch.once_fetched;
 }
 
 static bool wanted(struct bridge *b)
 {
-	return !b->poll.req && want_more(b) &&
-	       poll_room_for(poll_window(b), inbox_unfinished(b->ib), b->poll.backlog);
+	return !b->fetch.req && want_more(b) &&
+	       fetch_room_for(fetch_window(b), inbox_unfinished(b->ib), b->fetch.backlog);
 }
 
 /* A page too large to take is not asked for again as it was: on_poll asks
@@ -88,7 +88,7 @@ static void on_poll(void *ctx, const struct http_resp *r);
 
 static void start(struct bridge *b, int64_t now)
 {
-	struct poller *p = &b->poll;
+	struct fetcher *p = &b->fetch;
 	long secs = 0;
 	bool replay = cold(b);
 	if (replay) {
@@ -103,7 +103,7 @@ static void start(struct bridge *b, int64_t now)
 			p->cold_since = now;
 		}
 	}
-	long limit = poll_limit_for(replay, poll_window(b) - inbox_unfinished(b->ib), p->row_bytes, p->page_cap);
+	long limit = fetch_limit_for(replay, fetch_window(b) - inbox_unfinished(b->ib), p->row_bytes, p->page_cap);
 	char *path = platform_activity_path(b->s->workspace_id, replay ? NULL : inbox_fetch_cursor(b->ib), secs, limit);
 	struct http_opts o = {
 		.method = "GET", .path = path, .max_attempts = 0, .retry = poll_retry,
@@ -120,7 +120,7 @@ static void start(struct bridge *b, int64_t now)
 static void on_poll(void *ctx, const struct http_resp *r)
 {
 	struct bridge *b = ctx;
-	struct poller *p = &b->poll;
+	struct fetcher *p = &b->fetch;
 	p->req = NULL;
 	int64_t now = now_ms();
 	bool replay = cold(b);
@@ -188,31 +188,31 @@ static void on_poll(void *ctx, const struct http_resp *r)
 	outbox_touch(b->ob);
 }
 
-void poll_tick(struct bridge *b, int64_t now)
+void fetch_tick(struct bridge *b, int64_t now)
 {
-	if (now >= b->poll.next && wanted(b))
+	if (now >= b->fetch.next && wanted(b))
 		start(b, now);
 }
 
-int64_t poll_next_wakeup(struct bridge *b, int64_t now)
+int64_t fetch_next_wakeup(struct bridge *b, int64_t now)
 {
-	return wanted(b) ? b->poll.next - now : -1;
+	return wanted(b) ? b->fetch.next - now : -1;
 }
 
-void poll_wake(struct bridge *b, int64_t at)
+void fetch_wake(struct bridge *b, int64_t at)
 {
-	b->poll.next = at;
+	b->fetch.next = at;
 }
 
-void poll_cancel(struct bridge *b)
+void fetch_cancel(struct bridge *b)
 {
-	if (b->poll.req) {
-		http_cancel(b->h, b->poll.req);
-		b->poll.req = NULL;
+	if (b->fetch.req) {
+		http_cancel(b->h, b->fetch.req);
+		b->fetch.req = NULL;
 	}
 }
 
-bool poll_finished(const struct bridge *b)
+bool fetch_finished(const struct bridge *b)
 {
-	return b->poll.once_fetched && !b->poll.req;
+	return b->fetch.once_fetched && !b->fetch.req;
 }
