@@ -1,4 +1,4 @@
-/* child.c: handler processes: spawn with pipes and a clean environment, signal, reap. */
+/* child.c: handler processes: spawn with pipes and a clean environment, signal, reap, stop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "child.h"
 #include "util.h"
@@ -40,7 +41,7 @@ static char **child_environ(char *const extra[])
 	return env;
 }
 
-int proc_start(struct proc *p, char *const argv[], char *const extra_env[], bool own_group, char **err)
+int child_start(struct child *p, char *const argv[], char *const extra_env[], bool own_group, char **err)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
 	memset(p, 0, sizeof *p);
@@ -103,7 +104,7 @@ fail:
 	return -1;
 }
 
-void proc_signal(struct proc *p, int sig)
+void child_signal(struct child *p, int sig)
 {
 	if (p->pid <= 0 || p->exited)
 		return;
@@ -113,21 +114,21 @@ void proc_signal(struct proc *p, int sig)
 		kill(p->pid, sig);
 }
 
-void proc_close_stdin(struct proc *p)
+void child_close_stdin(struct child *p)
 {
 	if (p->to_fd >= 0)
 		close(p->to_fd);
 	p->to_fd = -1;
 }
 
-void proc_close_stdout(struct proc *p)
+void child_close_stdout(struct child *p)
 {
 	if (p->from_fd >= 0)
 		close(p->from_fd);
 	p->from_fd = -1;
 }
 
-pid_t proc_reap(int *status)
+pid_t child_reap(int *status)
 {
 	pid_t pid;
 	do
@@ -136,7 +137,36 @@ pid_t proc_reap(int *status)
 	return pid > 0 ? pid : 0;
 }
 
-char *proc_describe(int status)
+void child_stop_all(struct child *const *children, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		child_signal(children[i], SIGTERM);
+	int64_t until = now_ms() + CHILD_KILL_GRACE_MS;
+	for (;;) {
+		int status;
+		pid_t pid;
+		while ((pid = child_reap(&status)) > 0)
+			for (size_t i = 0; i < n; i++)
+				if (children[i]->pid == pid) {
+					children[i]->exited = true;
+					children[i]->status = status;
+				}
+		bool alive = false;
+		for (size_t i = 0; i < n; i++)
+			alive |= children[i]->pid > 0 && !children[i]->exited;
+		if (!alive)
+			return;
+		if (now_ms() >= until) {
+			for (size_t i = 0; i < n; i++)
+				child_signal(children[i], SIGKILL);
+			until = now_ms() + CHILD_KILL_GRACE_MS;
+		}
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
+char *child_describe(int status)
 {
 	if (WIFEXITED(status))
 		return xasprintf("exit status %d", WEXITSTATUS(status));

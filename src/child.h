@@ -1,13 +1,13 @@
-/* child.h: handler processes: spawn with pipes, a clean environment, process
- * groups, and reaping. */
+/* child.h: handler processes: spawned with pipes in their own group, signalled, reaped, stopped. */
 #ifndef MC_CHILD_H
 #define MC_CHILD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-struct proc {
+struct child {
 	pid_t pid;          /* 0: not running */
 	int to_fd;          /* its stdin, ours to write (non-blocking); -1 once closed */
 	int from_fd;        /* its stdout, ours to read (non-blocking); -1 once at EOF */
@@ -21,14 +21,21 @@ struct proc {
  * shared with ours. The environment is ours without MOLECULE_WORKSPACE_TOKEN, plus
  * extra_env ("NAME=value", NULL-terminated, may be NULL). Signal mask and
  * dispositions are reset to defaults. 0, or -1 with *err set. */
-int proc_start(struct proc *p, char *const argv[], char *const extra_env[], bool own_group, char **err);
+int child_start(struct child *p, char *const argv[], char *const extra_env[], bool own_group, char **err);
 /* Sends sig to the process, or its whole group when it leads one. */
-void proc_signal(struct proc *p, int sig);
-void proc_close_stdin(struct proc *p);
-void proc_close_stdout(struct proc *p);
-/* Reaps any exited child without waiting: returns its pid and status, or 0. */
-pid_t proc_reap(int *status);
+void child_signal(struct child *p, int sig);
+void child_close_stdin(struct child *p);
+void child_close_stdout(struct child *p);
+/* Reaps any exited child without waiting: returns its pid and status, or 0.
+ * The loop hands each pid to the module that owns the child. */
+pid_t child_reap(int *status);
+/* At shutdown: SIGTERM to each of the n children that still runs, SIGKILL to what is
+ * left after CHILD_KILL_GRACE_MS (again every grace period), until all of them
+ * are reaped (exited and status set). Other children reaped meanwhile are
+ * ignored: at shutdown nothing waits for them. */
+#define CHILD_KILL_GRACE_MS 2000
+void child_stop_all(struct child *const *children, size_t n);
 /* "exit status 3", "killed by signal 9 (Killed)": caller frees. */
-char *proc_describe(int status);
+char *child_describe(int status);
 
 #endif

@@ -41,7 +41,6 @@ struct http {
 	char *api_url, *workspace_id, *org_id;
 	char *auth_header;        /* "Authorization: Bearer ..." or NULL */
 	struct http_req *reqs;    /* every request not yet finished */
-	int count;
 	int64_t paused_until;
 	unsigned long completed;  /* done callbacks made so far */
 	CURL *spare[EASY_SPARE];  /* finished handles, reset and used again */
@@ -56,7 +55,6 @@ static void req_unlink(struct http *h, struct http_req *r)
 		h->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	h->count--;
 }
 
 static void req_free(struct http_req *r)
@@ -120,22 +118,6 @@ void http_set_token(struct http *h, const char *token)
 
 CURLM *http_multi(struct http *h) { return h->multi; }
 unsigned long http_completed(struct http *h) { return h->completed; }
-int http_pending(struct http *h) { return h->count; }
-int64_t http_paused_until(struct http *h) { return h->paused_until; }
-
-int64_t backoff_ms(int attempt, int64_t base, int64_t cap)
-{
-	int64_t d = base;
-	for (int i = 1; i < attempt && d < cap; i++)
-		d *= 2;
-	if (d > cap)
-		d = cap;
-	/* Jitter of +-25% so a fleet of bridges does not retry in lock-step. */
-	int64_t span = d / 2;
-	if (span > 0)
-		d = d - span / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(span + 1));
-	return d < 1 ? 1 : d;
-}
 
 bool http_transient(const struct http_resp *r)
 {
@@ -276,7 +258,6 @@ struct http_req *http_start(struct http *h, const struct http_opts *o)
 	if (h->reqs)
 		h->reqs->prev = r;
 	h->reqs = r;
-	h->count++;
 	return r;
 }
 

@@ -1,5 +1,5 @@
-/* http.h: libcurl multi plumbing: one request type, retries with backoff and
- * jitter, Retry-After, a global pause after 429, bounded answers. */
+/* http.h: libcurl multi plumbing: one request type, retries, Retry-After, bounded answers. */
+/* Retries back off with jitter; a 429 pauses every request of the client. */
 #ifndef MC_HTTP_H
 #define MC_HTTP_H
 
@@ -52,12 +52,5 @@ void http_process(struct http *h, int64_t now);
 CURLM *http_multi(struct http *h);
 /* How many requests have finished so far (a change means callbacks ran). */
 unsigned long http_completed(struct http *h);
-/* Requests not yet finished (queued, waiting to retry or running). */
-int http_pending(struct http *h);
-/* Retry-After in effect: the whole client waits until then (monotonic ms). */
-int64_t http_paused_until(struct http *h);
-
-/* Backoff for attempt n (1-based): min(cap, base * 2^(n-1)) with +-25% jitter. */
-int64_t backoff_ms(int attempt, int64_t base, int64_t cap);
 
 #endif

@@ -1,8 +1,10 @@
 /* inbox.c: messages from rows to done; the window, the done set and the cursor. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "inbox.h"
-#include "emit.h"
+#include "json.h"
+#include "rows.h"
 #include "log.h"
 
 /* Ids done recently, remembered so a re-seed after a 410 or a cold replay does
@@ -10,14 +12,24 @@
 #define RECENT 4096
 #define SUMMARY_MAX 120
 
-static bool set_has(jv set, const char *id)
-{
-	jv v = jv_object_get(jv_copy(set), jv_string(id));
-	bool has = jv_is_valid(v);
-	jv_free(v);
-	return has;
-}
+struct inbox {
+	char own_id[UUID_LEN + 1];
+	struct message *head, *tail; /* platform order, from just after the cursor */
+	struct message *orphans;     /* replies kept from a previous run, in reading order */
+	int count;                   /* messages in the list */
+	int n_open;                  /* handed out and not done */
+	char cursor[UUID_LEN + 1];   /* last row of the done prefix ("" = none yet) */
+	char fetch_cursor[UUID_LEN + 1]; /* last row fetched ("" = cold: replay by time) */
+	jv done_ids;                 /* object: done above the cursor, not seen again yet */
+	jv pending_ids;              /* object: ids whose kept reply is being posted */
+	jv recent;                   /* object: ids done recently (de-duplicates a re-seed) */
+	char (*recent_ring)[UUID_LEN + 1];
+	int recent_pos;
+	bool dirty;                  /* something the state file holds has changed */
+	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
+};
 
+static bool set_has(jv set, const char *id) { return json_has(set, id); }
 static jv set_add(jv set, const char *id) { return jv_object_set(set, jv_string(id), jv_true()); }
 static jv set_del(jv set, const char *id) { return jv_object_delete(set, jv_string(id)); }
 
@@ -76,31 +88,23 @@ static void list_remove(struct inbox *ib, struct message *m)
 	ib->count--;
 }
 
-static char *string_at(jv obj, const char *key)
+struct inbox *inbox_new(const char *own_id, jv st)
 {
-	jv v = jv_object_get(jv_copy(obj), jv_string(key));
-	char *s = jv_get_kind(v) == JV_KIND_STRING ? xstrdup(jv_string_value(v)) : NULL;
-	jv_free(v);
-	return s;
-}
-
-void inbox_init(struct inbox *ib, const char *own_id, jv st)
-{
-	memset(ib, 0, sizeof *ib);
+	struct inbox *ib = xcalloc(1, sizeof *ib);
 	snprintf(ib->own_id, sizeof ib->own_id, "%s", own_id);
 	ib->done_ids = jv_object();
 	ib->pending_ids = jv_object();
 	ib->recent = jv_object();
 	ib->recent_ring = xcalloc(RECENT, sizeof *ib->recent_ring);
 
-	char *cur = string_at(st, "last_since_id");
+	char *cur = json_string_dup(st, "last_since_id");
 	if (cur && uuid_valid(cur)) {
 		memcpy(ib->cursor, cur, UUID_LEN + 1);
 		memcpy(ib->fetch_cursor, cur, UUID_LEN + 1);
 	}
 	free(cur);
 
-	jv done = jv_object_get(jv_copy(st), jv_string("done_ids"));
+	jv done = json_field(st, "done_ids");
 	if (jv_get_kind(done) == JV_KIND_ARRAY) {
 		jv_array_foreach(done, i, id) {
 			if (jv_get_kind(id) == JV_KIND_STRING && uuid_valid(jv_string_value(id)))
@@ -112,13 +116,13 @@ void inbox_init(struct inbox *ib, const char *own_id, jv st)
 
 	/* Replies read but not posted before the last stop: post them first, in
 	 * the order they were read. Their messages count as answered. */
-	jv replies = jv_object_get(jv_copy(st), jv_string("replies"));
+	jv replies = json_field(st, "replies");
 	struct message **tail = &ib->orphans;
 	if (jv_get_kind(replies) == JV_KIND_ARRAY) {
 		jv_array_foreach(replies, i, r) {
-			char *id = jv_get_kind(r) == JV_KIND_OBJECT ? string_at(r, "id") : NULL;
-			char *path = id ? string_at(r, "path") : NULL;
-			jv body = jv_get_kind(r) == JV_KIND_OBJECT ? jv_object_get(jv_copy(r), jv_string("body")) : jv_null();
+			char *id = json_string_dup(r, "id");
+			char *path = id ? json_string_dup(r, "path") : NULL;
+			jv body = json_field(r, "body");
 			if (id && path && uuid_valid(id) && jv_get_kind(body) == JV_KIND_OBJECT) {
 				struct message *m = xcalloc(1, sizeof *m);
 				memcpy(m->id, id, UUID_LEN + 1);
@@ -145,10 +149,13 @@ void inbox_init(struct inbox *ib, const char *own_id, jv st)
 		}
 	}
 	jv_free(replies);
+	return ib;
 }
 
 void inbox_free(struct inbox *ib)
 {
+	if (!ib)
+		return;
 	while (ib->head) {
 		struct message *m = ib->head;
 		list_remove(ib, m);
@@ -163,6 +170,7 @@ void inbox_free(struct inbox *ib)
 	jv_free(ib->pending_ids);
 	jv_free(ib->recent);
 	free(ib->recent_ring);
+	free(ib);
 }
 
 /* Pops the done prefix: the cursor moves past every message that is done and
@@ -199,7 +207,7 @@ static struct message *done_entry(const char *id)
 
 static char *summary_of(jv line)
 {
-	jv t = jv_object_get(jv_copy(line), jv_string("text"));
+	jv t = json_field(line, "text");
 	char *s = NULL;
 	if (jv_get_kind(t) == JV_KIND_STRING) {
 		const char *txt = jv_string_value(t);
@@ -227,16 +235,15 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 		return 0;
 	}
 	jv_array_foreach(rows, i, row) {
-		jv idv = jv_get_kind(row) == JV_KIND_OBJECT ? jv_object_get(jv_copy(row), jv_string("id")) : jv_null();
-		const char *id = jv_get_kind(idv) == JV_KIND_STRING ? jv_string_value(idv) : NULL;
-		/* (The length too: "<uuid>\u0000..." reads as a UUID in C.) */
-		if (!id || jv_string_length_bytes(jv_copy(idv)) != UUID_LEN || !uuid_valid(id)) {
+		jv idv = json_field(row, "id");
+		if (!json_is_uuid(idv)) {
 			/* Without a usable id it cannot become the cursor either. */
 			log_error("skipping an activity row without a valid id");
 			jv_free(idv);
 			jv_free(row);
 			continue;
 		}
+		const char *id = jv_string_value(idv);
 		memcpy(ib->fetch_cursor, id, UUID_LEN + 1);
 		if (known(ib, id)) {
 			jv_free(idv);
@@ -251,7 +258,7 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 			jv_free(row);
 			continue;
 		}
-		jv method = jv_object_get(jv_copy(row), jv_string("method"));
+		jv method = json_field(row, "method");
 		bool echo = jv_get_kind(method) == JV_KIND_STRING && strcmp(jv_string_value(method), "notify") == 0;
 		jv_free(method);
 		if (echo) {
@@ -264,7 +271,7 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 		char idcopy[UUID_LEN + 1];
 		memcpy(idcopy, id, UUID_LEN + 1);
 		jv_free(idv);
-		jv line = message_from_row(row, ib->own_id);
+		jv line = rows_message(row, ib->own_id);
 		if (!jv_is_valid(line)) {
 			jv msg = jv_invalid_get_msg(line);
 			log_error("skipping activity row %s: %s", idcopy,
@@ -275,9 +282,9 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 		}
 		struct message *m = xcalloc(1, sizeof *m);
 		memcpy(m->id, idcopy, UUID_LEN + 1);
-		m->source_id = string_at(line, "source_id");
-		m->context_id = string_at(line, "context_id");
-		m->task_id = string_at(line, "task_id");
+		m->source_id = json_string_dup(line, "source_id");
+		m->context_id = json_string_dup(line, "context_id");
+		m->task_id = json_string_dup(line, "task_id");
 		m->summary = summary_of(line);
 		m->line = line;
 		if (set_has(ib->pending_ids, m->id)) {
@@ -430,6 +437,36 @@ void inbox_orphan_done(struct inbox *ib, struct message *o)
 	recent_add(ib, o->id);
 	ib->dirty = true;
 	message_free(o);
+}
+
+int inbox_unfinished(const struct inbox *ib) { return ib->count; }
+int inbox_open_count(const struct inbox *ib) { return ib->n_open; }
+const char *inbox_cursor(const struct inbox *ib) { return ib->cursor; }
+const char *inbox_fetch_cursor(const struct inbox *ib) { return ib->fetch_cursor; }
+bool inbox_dirty(const struct inbox *ib) { return ib->dirty; }
+void inbox_mark_dirty(struct inbox *ib) { ib->dirty = true; }
+int inbox_unsaved_replies(const struct inbox *ib) { return ib->unsaved_replies; }
+
+struct message *inbox_oldest_active(struct inbox *ib)
+{
+	for (struct message *m = ib->head; m; m = m->next)
+		if (m->state == MSG_OPEN || m->state == MSG_ANSWERED || m->state == MSG_POSTING)
+			return m;
+	return NULL;
+}
+
+struct message *inbox_first(struct inbox *ib)
+{
+	return ib->orphans ? ib->orphans : ib->head;
+}
+
+struct message *inbox_next(struct inbox *ib, struct message *m)
+{
+	if (!m)
+		return inbox_first(ib);
+	if (m->orphan && !m->next)
+		return ib->head; /* the kept replies are done: on to the list */
+	return m->next;
 }
 
 static jv reply_entry(const struct message *m)

@@ -1,5 +1,4 @@
-/* inbox.h: inbound messages from rows to done: order, the in-flight window,
- * what is done above the cursor, and the cursor itself. */
+/* inbox.h: inbound messages from rows to done: their order and states, the done set, the cursor. */
 #ifndef MC_INBOX_H
 #define MC_INBOX_H
 
@@ -17,7 +16,7 @@ enum msg_state {
 };
 
 struct message {
-	struct message *next, *prev;
+	struct message *next, *prev; /* the inbox's own links: walk with inbox_first/inbox_next */
 	char id[UUID_LEN + 1];
 	char *source_id;        /* NULL: the canvas */
 	char *context_id, *task_id;
@@ -33,25 +32,12 @@ struct message {
 	char *post_body;
 };
 
-struct inbox {
-	char own_id[UUID_LEN + 1];
-	struct message *head, *tail; /* platform order, from just after the cursor */
-	struct message *orphans;     /* replies kept from a previous run, in reading order */
-	int count;                   /* messages in the list */
-	int n_open;                  /* handed out and not done */
-	char cursor[UUID_LEN + 1];   /* last row of the done prefix ("" = none yet) */
-	char fetch_cursor[UUID_LEN + 1]; /* last row fetched ("" = cold: replay by time) */
-	jv done_ids;                 /* object: done above the cursor, not seen again yet */
-	jv pending_ids;              /* object: ids whose kept reply is being posted */
-	jv recent;                   /* object: ids done recently (de-duplicates a re-seed) */
-	char (*recent_ring)[UUID_LEN + 1];
-	int recent_pos;
-	bool dirty;                  /* something the state file holds has changed */
-	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
-};
+/* The messages of one workspace, from the cursor on, and the replies kept from
+ * a previous run. Opaque: everything goes through the functions below. */
+struct inbox;
 
 /* st: the loaded state object (not consumed). */
-void inbox_init(struct inbox *ib, const char *own_id, jv st);
+struct inbox *inbox_new(const char *own_id, jv st);
 void inbox_free(struct inbox *ib);
 
 /* Adds rows (consumed; oldest first) fetched from the platform. Notify echoes,
@@ -83,7 +69,30 @@ int inbox_requeue_open(struct inbox *ib);
 void inbox_orphan_done(struct inbox *ib, struct message *o);
 
 /* Messages not done, including queued ones: what the fetch window counts. */
-static inline int inbox_unfinished(const struct inbox *ib) { return ib->count; }
+int inbox_unfinished(const struct inbox *ib);
+/* Messages handed out and not done yet (OPEN, ANSWERED or POSTING). */
+int inbox_open_count(const struct inbox *ib);
+/* The oldest message handed out and not done, or NULL: the heartbeat's current task. */
+struct message *inbox_oldest_active(struct inbox *ib);
+
+/* Every message, in the order replies are posted: the replies kept from a
+ * previous run (orphan set) in reading order, then the list in platform order
+ * (DONE ones included until the cursor passes them). inbox_next(ib, NULL)
+ * is inbox_first(ib). Nothing may be added or removed during a walk. */
+struct message *inbox_first(struct inbox *ib);
+struct message *inbox_next(struct inbox *ib, struct message *m);
+
+/* The saved cursor: the last row of the done prefix ("" while there is none). */
+const char *inbox_cursor(const struct inbox *ib);
+/* The last row fetched: polls continue after it. "" means cold: replay by time. */
+const char *inbox_fetch_cursor(const struct inbox *ib);
+
+/* Something the state file holds has changed since the last inbox_state. */
+bool inbox_dirty(const struct inbox *ib);
+/* The last save failed: what it held still has to be written. */
+void inbox_mark_dirty(struct inbox *ib);
+/* Replies read and neither posted nor in the state file yet. */
+int inbox_unsaved_replies(const struct inbox *ib);
 
 /* Writes last_since_id, done_ids and replies into st (consumed, returned). */
 jv inbox_state(struct inbox *ib, jv st);

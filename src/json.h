@@ -1,5 +1,4 @@
-/* json.h: JSON through libjq's jv: compact writing, parse errors on one line,
- * and the one way to read a field of data that came from outside. */
+/* json.h: JSON through libjq's jv: compact writing, one-line parse errors, safe field access. */
 #ifndef MC_JSON_H
 #define MC_JSON_H
 

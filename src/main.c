@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exitcode.h"
 #include "log.h"
 #include "loop.h"
 #include "options.h"
@@ -39,11 +40,11 @@ static int stdout_close(int rc)
 		int saved = errno;
 		fclose(stdout);
 		fprintf(stderr, "molecule-connect: cannot write to standard output: %s\n", strerror(saved));
-		return 1;
+		return MC_EXIT_ERROR;
 	}
 	if (fclose(stdout) != 0) {
 		fprintf(stderr, "molecule-connect: cannot write to standard output: %s\n", strerror(errno));
-		return 1;
+		return MC_EXIT_ERROR;
 	}
 	return rc;
 }
@@ -52,16 +53,16 @@ int main(int argc, char **argv)
 {
 	bool stdout_closed = false;
 	if (standard_fds_open(&stdout_closed) != 0)
-		return 1;
+		return MC_EXIT_ERROR;
 	/* A dead reader shows as EPIPE on the write, where it can be handled. */
 	signal(SIGPIPE, SIG_IGN);
 
 	struct settings s;
-	int rc = options_parse(argc, argv, &s);
+	enum parse_result parsed = options_parse(argc, argv, &s);
 	s.stdout_closed = stdout_closed;
-	if (rc >= 0) {
+	if (parsed != PARSE_GO_ON) {
 		settings_free(&s);
-		return rc == 0 ? stdout_close(rc) : rc;
+		return parsed == PARSE_DONE ? stdout_close(MC_EXIT_OK) : MC_EXIT_USAGE;
 	}
 
 	log_init(s.verbosity, s.log_json);
@@ -74,9 +75,9 @@ int main(int argc, char **argv)
 	if (s.dry_run) {
 		options_print(&s);
 		settings_free(&s);
-		return stdout_close(0);
+		return stdout_close(MC_EXIT_OK);
 	}
-	rc = loop_run(&s);
+	int rc = loop_run(&s);
 	settings_free(&s);
 	return rc;
 }

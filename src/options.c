@@ -1,10 +1,6 @@
-/* options.c: the command line, environment and defaults into struct settings; --help, --version, --dry-run. */
+/* options.c: the options table, the command line read through it, and --help, --version, --dry-run. */
 #include <config.h>
 
-#include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -12,67 +8,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 
-#include "options.h"
+#include "options_internal.h"
 #include "state.h"
-#include "json.h"
 #include "util.h"
 
-#define PROG PACKAGE_NAME
-#define TOKEN_ENV "MOLECULE_WORKSPACE_TOKEN"
-#define DEFAULT_DESCRIPTION "External workspace bridged by molecule-connect"
-/* The register body carrying the card must stay well under the platform's 1 MiB. */
-#define AGENT_CARD_MAX (512 * 1024)
-/* A token is 43 characters; anything near this is not a token file. */
-#define TOKEN_LINE_MAX 4096
 #if LONG_MAX > 2147483647L
 #define MAX_MESSAGES_MAX 2147483648L
 #else
 #define MAX_MESSAGES_MAX LONG_MAX
 #endif
 
-/* How an option's value is applied. The first four kinds are generic and go
- * through offset; the rest are handled one by one in apply(). */
-enum arg_kind {
-	K_FLAG,         /* bool field set to true */
-	K_STRING,       /* char * field, replaced */
-	K_SECONDS,      /* double field, parse_seconds within [min, max] */
-	K_COUNT,        /* long field, parse_long within [min, max] */
-	K_API_URL,
-	K_TOKEN,
-	K_TOKEN_FILE,
-	K_AGENT_CARD,
-	K_LOG_FORMAT,
-	K_EXEC,
-	K_EXEC_INPUT,
-	K_VERBOSE,
-	K_QUIET,
-	K_HELP,
-	K_VERSION,
-};
-
-struct option_spec {
-	const char *long_name;
-	char short_name;        /* 0: long form only */
-	const char *arg;        /* argument name in --help; NULL: takes no argument */
-	const char *env;        /* environment fallback, or NULL */
-	const char *dflt;       /* applied before parsing and shown in --help, or NULL */
-	const char *help;
-	enum arg_kind kind;
-	size_t offset;          /* field of struct settings, generic kinds only */
-	double min, max;        /* range of the numeric kinds */
-};
-
 #define FIELD(f) offsetof(struct settings, f)
 
 /* The one table: getopt_long's array, the defaults, the environment fallbacks
  * and --help all come from it. */
-static const struct option_spec specs[] = {
+const struct option_spec options_specs[] = {
 	{ .long_name = "api-url", .arg = "URL", .env = "MOLECULE_API_URL",
 	  .dflt = "http://localhost:8080", .kind = K_API_URL,
 	  .help = "platform base URL" },
@@ -144,188 +97,66 @@ static const struct option_spec specs[] = {
 	  .help = "show the version and exit" },
 };
 
-#define NSPECS (sizeof specs / sizeof specs[0])
-
-enum source { SRC_DEFAULT, SRC_OPTION, SRC_ENV };
-
-/* What parsing needs beyond the settings themselves. */
-struct parse {
-	struct settings *s;
-	bool seen[NSPECS];      /* given on the command line */
-	char *token_file;       /* read once every option is known */
-	char *agent_card_file;
-	int verbose, quiet;
-};
+#define NSPECS (sizeof options_specs / sizeof options_specs[0])
+const size_t options_nspecs = NSPECS;
+_Static_assert(NSPECS <= OPTIONS_MAX, "struct parse has no room for every option");
 
 static int spec_code(size_t i)
 {
-	return specs[i].short_name ? specs[i].short_name : 256 + (int)i;
+	return options_specs[i].short_name ? options_specs[i].short_name : 256 + (int)i;
 }
 
-static bool given(const struct parse *p, const char *long_name)
+bool options_given(const struct parse *p, const char *long_name)
 {
 	for (size_t i = 0; i < NSPECS; i++)
-		if (strcmp(specs[i].long_name, long_name) == 0)
+		if (strcmp(options_specs[i].long_name, long_name) == 0)
 			return p->seen[i];
 	return false;
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
+enum parse_result options_usage_error(const char *fmt, ...)
+				      {
+				      va_list ap;
 	va_start(ap, fmt);
 	fputs(PROG ": ", stderr);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs("\nTry '" PROG " --help' for more information.\n", stderr);
-	return 2;
+	return PARSE_BAD;
 }
 
-/* Configuration problems (files, environment) say what to fix in their one line. */
-static int config_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int config_error(const char *fmt, ...)
-{
-	va_list ap;
+enum parse_result options_config_error(const char *fmt, ...)
+				       {
+				       va_list ap;
 	va_start(ap, fmt);
 	fputs(PROG ": ", stderr);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	return 2;
+	return PARSE_BAD;
 }
 
-/* An error in a value: after an option it is a usage error, from the
- * environment a configuration one. */
-static int value_error(enum source src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int value_error(enum source src, const char *fmt, ...)
-{
-	char line[1024];
+enum parse_result options_value_error(enum source src, const char *fmt, ...)
+				      {
+				      char line[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
-	return src == SRC_OPTION ? usage_error("%s", line) : config_error("%s", line);
+	return src == SRC_OPTION ? options_usage_error("%s", line) : options_config_error("%s", line);
 }
 
-static void set_string(char **field, const char *value)
+void options_set_string(char **field, const char *value)
 {
 	free(*field);
 	*field = xstrdup(value);
 }
 
-static bool host_is_loopback(const char *host)
-{
-	unsigned char addr[16];
-	if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
-		return true;
-	if (inet_pton(AF_INET, host, addr) == 1)
-		return addr[0] == 127;
-	if (inet_pton(AF_INET6, host, addr) == 1) {
-		static const unsigned char one[16] = { [15] = 1 };
-		return memcmp(addr, one, sizeof one) == 0;
-	}
-	return false;
-}
-
-/* The host of an http(s) URL (caller frees), without user info, port or brackets. */
-static char *url_host(const char *url)
-{
-	const char *p = strstr(url, "://");
-	p = p ? p + 3 : url;
-	size_t authority = strcspn(p, "/?#");
-	const char *at = memchr(p, '@', authority);
-	while (at) { /* the last '@' ends the user info */
-		authority -= (size_t)(at + 1 - p);
-		p = at + 1;
-		at = memchr(p, '@', authority);
-	}
-	if (*p == '[') {
-		const char *close = memchr(p, ']', authority);
-		if (!close)
-			return xstrndup(p, authority);
-		return xstrndup(p + 1, (size_t)(close - p - 1));
-	}
-	const char *colon = memchr(p, ':', authority);
-	return xstrndup(p, colon ? (size_t)(colon - p) : authority);
-}
-
-static int apply_api_url(struct settings *s, const char *what, const char *value, enum source src)
-{
-	size_t scheme;
-	if (strncasecmp(value, "http://", 7) == 0)
-		scheme = 7;
-	else if (strncasecmp(value, "https://", 8) == 0)
-		scheme = 8;
-	else
-		return value_error(src, "%s: '%s' is not a URL: it must start with http:// or https://",
-				   what, value);
-	for (const char *c = value; *c; c++)
-		if ((unsigned char)*c <= ' ' || *c == 0x7f)
-			return value_error(src, "%s: the URL contains a space or control character", what);
-	size_t len = strlen(value);
-	while (len > scheme && value[len - 1] == '/')
-		len--;
-	char *url = xstrndup(value, len);
-	char *host = url_host(url);
-	bool empty = host[0] == '\0';
-	free(host);
-	if (empty) {
-		free(url);
-		return value_error(src, "%s: '%s' has no host", what, value);
-	}
-	free(s->api_url);
-	s->api_url = url;
-	return -1;
-}
-
-/* Tokens and org ids go into HTTP headers: anything outside visible ASCII
- * would break the header or smuggle in another one. */
-static bool header_safe(const char *t)
-{
-	if (!*t)
-		return false;
-	for (; *t; t++)
-		if ((unsigned char)*t <= ' ' || (unsigned char)*t >= 0x7f)
-			return false;
-	return true;
-}
-
-/* A copy of p[0..len) without surrounding white space (a pasted newline). */
-static char *trim_dup(const char *p, size_t len)
-{
-	while (len > 0 && strchr(" \t\r\n\f\v", p[0])) {
-		p++;
-		len--;
-	}
-	while (len > 0 && strchr(" \t\r\n\f\v", p[len - 1]))
-		len--;
-	return xstrndup(p, len);
-}
-
-static int apply_token(struct parse *p, char *value, enum source src)
-{
-	struct settings *s = p->s;
-	char *token = trim_dup(value, strlen(value));
-	if (src == SRC_OPTION)
-		/* Hide it from /proc/PID/cmdline and ps as soon as it is copied. */
-		memset(value, '*', strlen(value));
-	if (!header_safe(token)) {
-		free(token);
-		return value_error(src, "%s: the token is empty or contains a space or control character",
-				   src == SRC_ENV ? TOKEN_ENV : "--token");
-	}
-	free(s->token);
-	s->token = token;
-	set_string(&s->token_source, src == SRC_ENV ? "environment" : "option");
-	return -1;
-}
-
 static void print_help(void);
 static void print_version(void);
 
-/* Applies one value of spec from src. Returns -1 to go on, or an exit status. */
-static int apply(struct parse *p, const struct option_spec *spec, char *value, enum source src)
+/* Applies one value of spec from src. */
+enum parse_result options_apply(struct parse *p, const struct option_spec *spec, char *value, enum source src)
 {
 	struct settings *s = p->s;
 	char what[64];
@@ -340,37 +171,37 @@ static int apply(struct parse *p, const struct option_spec *spec, char *value, e
 		*(bool *)(base + spec->offset) = true;
 		break;
 	case K_STRING:
-		set_string((char **)(base + spec->offset), value);
+		options_set_string((char **)(base + spec->offset), value);
 		break;
 	case K_SECONDS:
 		if (parse_seconds(value, spec->min, spec->max, (double *)(base + spec->offset)) != 0)
-			return value_error(src, "%s: '%s' is not a number of seconds from %g to %g",
-					   what, value, spec->min, spec->max);
+			return options_value_error(src, "%s: '%s' is not a number of seconds from %g to %g",
+						   what, value, spec->min, spec->max);
 		break;
 	case K_COUNT:
 		if (parse_long(value, (long)spec->min, (long)spec->max, (long *)(base + spec->offset)) != 0)
-			return value_error(src, "%s: '%s' is not a whole number from %.0f to %.0f",
-					   what, value, spec->min, spec->max);
+			return options_value_error(src, "%s: '%s' is not a whole number from %.0f to %.0f",
+						   what, value, spec->min, spec->max);
 		break;
 	case K_API_URL:
-		return apply_api_url(s, what, value, src);
+		return optvalue_api_url(s, what, value, src);
 	case K_TOKEN:
-		return apply_token(p, value, src);
+		return optvalue_token(p, value, src);
 	case K_TOKEN_FILE:
-		set_string(&p->token_file, value);
+		options_set_string(&p->token_file, value);
 		break;
 	case K_AGENT_CARD:
-		set_string(&p->agent_card_file, value);
+		options_set_string(&p->agent_card_file, value);
 		break;
 	case K_LOG_FORMAT:
 		if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
-			return value_error(src, "%s: '%s' is not a log format: use text or json", what, value);
+			return options_value_error(src, "%s: '%s' is not a log format: use text or json", what, value);
 		s->log_json = strcmp(value, "json") == 0;
 		break;
 	case K_EXEC:
 		if (!*value)
-			return value_error(src, "%s: the command is empty", what);
-		set_string(&s->exec, value);
+			return options_value_error(src, "%s: the command is empty", what);
+		options_set_string(&s->exec, value);
 		break;
 	case K_EXEC_INPUT:
 		if (strcmp(value, "text") == 0)
@@ -378,7 +209,7 @@ static int apply(struct parse *p, const struct option_spec *spec, char *value, e
 		else if (strcmp(value, "json") == 0)
 			s->exec_input = EXEC_INPUT_JSON;
 		else
-			return value_error(src, "%s: '%s' is not an input mode: use text or json", what, value);
+			return options_value_error(src, "%s: '%s' is not an input mode: use text or json", what, value);
 		break;
 	case K_VERBOSE:
 		p->verbose++;
@@ -388,236 +219,12 @@ static int apply(struct parse *p, const struct option_spec *spec, char *value, e
 		break;
 	case K_HELP:
 		print_help();
-		return 0;
+		return PARSE_DONE;
 	case K_VERSION:
 		print_version();
-		return 0;
+		return PARSE_DONE;
 	}
-	return -1;
-}
-
-/* The first line of path, trimmed, into *out. Returns -1 or an exit status. */
-static int read_token_file(const char *path, char **out)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return config_error("cannot open token file '%s': %s", path, strerror(errno));
-	struct stat st;
-	int bad = fstat(fd, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : 0;
-	if (bad) {
-		close(fd);
-		return config_error("cannot read token file '%s': %s", path, strerror(bad));
-	}
-	/* Refuse before reading: a token others can read is already compromised,
-	 * and one others can write may be swapped under us. */
-	if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
-		close(fd);
-		return config_error("token file '%s' is accessible by other users (mode %04o); "
-				    "run 'chmod 600 %s'", path, (unsigned)(st.st_mode & 07777), path);
-	}
-	char buf[TOKEN_LINE_MAX];
-	size_t len = 0;
-	while (len < sizeof buf) {
-		ssize_t n = read(fd, buf + len, sizeof buf - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int saved = errno;
-			close(fd);
-			return config_error("cannot read token file '%s': %s", path, strerror(saved));
-		}
-		if (n == 0 || memchr(buf + len, '\n', (size_t)n)) {
-			len += (size_t)n;
-			break;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	char *nl = memchr(buf, '\n', len);
-	if (!nl && len == sizeof buf)
-		return config_error("token file '%s': the first line is too long for a token", path);
-	size_t line = nl ? (size_t)(nl - buf) : len;
-	bool has_nul = memchr(buf, '\0', line) != NULL;
-	char *token = trim_dup(buf, line);
-	memset(buf, 0, sizeof buf);
-	if (!*token && !has_nul) {
-		free(token);
-		return config_error("token file '%s' is empty", path);
-	}
-	if (has_nul || !header_safe(token)) {
-		free(token);
-		return config_error("token file '%s': the token contains a space or control character", path);
-	}
-	*out = token;
-	return -1;
-}
-
-/* Reads a whole file of at most max bytes (caller frees *out). 0 or errno. */
-static int slurp(const char *path, size_t max, char **out, size_t *out_len)
-{
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return errno;
-	struct buf b = { 0 };
-	char chunk[8192];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-		if (b.len + n > max) {
-			fclose(f);
-			buf_free(&b);
-			return EFBIG;
-		}
-		buf_append(&b, chunk, n);
-	}
-	int err = ferror(f) ? (errno ? errno : EIO) : 0;
-	fclose(f);
-	if (err) {
-		buf_free(&b);
-		return err;
-	}
-	*out = b.p ? b.p : xstrdup("");
-	*out_len = b.len;
-	return 0;
-}
-
-/* The card from --agent-card (or an empty one), with name, description and
- * version filled in. Returns -1 or an exit status. */
-static int build_agent_card(struct parse *p)
-{
-	struct settings *s = p->s;
-	jv card;
-	if (!p->agent_card_file) {
-		card = jv_object();
-	} else {
-		const char *path = p->agent_card_file;
-		char *text;
-		size_t len;
-		int err = slurp(path, AGENT_CARD_MAX, &text, &len);
-		if (err == EFBIG)
-			return config_error("agent card '%s' is larger than %d bytes", path, AGENT_CARD_MAX);
-		if (err)
-			return config_error("cannot read agent card '%s': %s", path, strerror(err));
-		card = jv_parse_sized(text, (int)len);
-		free(text);
-		if (!jv_is_valid(card)) {
-			char *reason = json_error(card);
-			int rc = config_error("agent card '%s' is not valid JSON: %s", path, reason);
-			free(reason);
-			return rc;
-		}
-		if (jv_get_kind(card) != JV_KIND_OBJECT) {
-			const char *kind = jv_kind_name(jv_get_kind(card));
-			jv_free(card);
-			return config_error("agent card '%s' must be a JSON object (found %s)", path, kind);
-		}
-		jv name = jv_object_get(jv_copy(card), jv_string("name"));
-		jv_kind nk = jv_get_kind(name);
-		if (!given(p, "name") && nk == JV_KIND_STRING)
-			set_string(&s->name, jv_string_value(name));
-		jv_free(name);
-		if (!given(p, "name") && nk != JV_KIND_STRING && nk != JV_KIND_INVALID) {
-			jv_free(card);
-			return config_error("agent card '%s': \"name\" must be a string", path);
-		}
-	}
-	card = jv_object_set(card, jv_string("name"), jv_string(s->name));
-	if (!jv_object_has(jv_copy(card), jv_string("description")))
-		card = jv_object_set(card, jv_string("description"), jv_string(DEFAULT_DESCRIPTION));
-	if (!jv_object_has(jv_copy(card), jv_string("version")))
-		card = jv_object_set(card, jv_string("version"), jv_string(PACKAGE_VERSION));
-	jv_free(s->agent_card);
-	s->agent_card = card;
-	return -1;
-}
-
-static int resolve_state_dir(struct settings *s)
-{
-	if (!s->state_dir) {
-		const char *xdg = getenv("XDG_CONFIG_HOME");
-		const char *home = getenv("HOME");
-		/* The same rule as Go's os.UserConfigDir, so both clients share the file. */
-		if (xdg && *xdg)
-			s->state_dir = xasprintf("%s/molecule/state", xdg);
-		else if (home && *home)
-			s->state_dir = xasprintf("%s/.config/molecule/state", home);
-		else
-			return config_error("no state directory: set --state-dir, XDG_CONFIG_HOME or HOME");
-	}
-	size_t len = strlen(s->state_dir);
-	if (len == 0)
-		return usage_error("--state-dir: the directory name is empty");
-	while (len > 1 && s->state_dir[len - 1] == '/')
-		s->state_dir[--len] = '\0';
-	return -1;
-}
-
-/* Plain http sends the token in clear text: only to this machine unless told. */
-static int check_transport(const struct settings *s)
-{
-	if (strncasecmp(s->api_url, "http://", 7) != 0 || s->allow_insecure_http)
-		return -1;
-	char *host = url_host(s->api_url);
-	bool local = host_is_loopback(host);
-	free(host);
-	if (local)
-		return -1;
-	return config_error("refusing plain http to '%s': the token would cross the network "
-			    "unencrypted; use https:// or --allow-insecure-http", s->api_url);
-}
-
-/* Checks what only makes sense once every option is known. */
-static int finish(struct parse *p, const char *workspace_id, char **command, int ncommand)
-{
-	struct settings *s = p->s;
-	int rc;
-
-	if (!workspace_id)
-		return usage_error("missing WORKSPACE_ID");
-	if (!uuid_valid(workspace_id)) {
-		char *lower = xstrdup(workspace_id);
-		for (char *c = lower; *c; c++)
-			*c = (char)tolower((unsigned char)*c);
-		bool only_case = uuid_valid(lower);
-		free(lower);
-		if (only_case)
-			return usage_error("'%s' is not a workspace id: expected a lower-case UUID "
-					   "(the platform compares ids as written)", workspace_id);
-		return usage_error("'%.80s' is not a workspace id: expected a lower-case UUID "
-				   "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hex digits a-f0-9)",
-				   workspace_id);
-	}
-	s->workspace_id = xstrdup(workspace_id);
-
-	if (command) {
-		if (ncommand == 0)
-			return usage_error("no COMMAND after '--'");
-		if (s->exec)
-			return usage_error("--exec and '-- COMMAND' are exclusive: choose one backend");
-		s->command = xcalloc((size_t)ncommand + 1, sizeof *s->command);
-		for (int i = 0; i < ncommand; i++)
-			s->command[i] = xstrdup(command[i]);
-	}
-	if (p->verbose && p->quiet)
-		return usage_error("--verbose and --quiet are exclusive");
-	s->verbosity = p->quiet ? -1 : p->verbose;
-	if (s->org_id && !header_safe(s->org_id))
-		return config_error("the org id contains a space or control character");
-	if (given(p, "token") && given(p, "token-file"))
-		return usage_error("--token and --token-file are exclusive");
-
-	if (p->token_file) {
-		char *token = NULL;
-		if ((rc = read_token_file(p->token_file, &token)) >= 0)
-			return rc;
-		free(s->token);
-		s->token = token;
-		set_string(&s->token_source, "file");
-	}
-	if ((rc = check_transport(s)) >= 0)
-		return rc;
-	if ((rc = resolve_state_dir(s)) >= 0)
-		return rc;
-	return build_agent_card(p);
+	return PARSE_GO_ON;
 }
 
 /* How many long options arg ("--xy" or "--xy=v") abbreviates: getopt_long
@@ -630,23 +237,17 @@ static int prefix_matches(const char *arg)
 	size_t len = strcspn(arg, "=");
 	int n = 0;
 	for (size_t i = 0; i < NSPECS; i++)
-		if (strncmp(specs[i].long_name, arg, len) == 0)
+		if (strncmp(options_specs[i].long_name, arg, len) == 0)
 			n++;
 	return n;
 }
 
-int options_parse(int argc, char **argv, struct settings *s)
+/* Reads argv into p. The workspace id may sit among the options; what follows
+ * a "--" is the co-process command (*command NULL when there is none). */
+static enum parse_result command_line(struct parse *p, int argc, char **argv, const char **workspace_id,
+				      char ***command, int *ncommand)
 {
-	memset(s, 0, sizeof *s);
-	s->agent_card = jv_invalid();
-
-	struct parse p = { .s = s };
-	int rc = -1;
-
-	for (size_t i = 0; i < NSPECS && rc < 0; i++)
-		if (specs[i].dflt)
-			rc = apply(&p, &specs[i], (char *)specs[i].dflt, SRC_DEFAULT);
-
+	enum parse_result rc = PARSE_GO_ON;
 	/* "-": non-options come back in order as code 1, so the workspace id may sit
 	 * among the options while everything after "--" is left for the command.
 	 * ":": missing arguments are told apart from unknown options. */
@@ -656,22 +257,21 @@ int options_parse(int argc, char **argv, struct settings *s)
 	shortopts[ns++] = ':';
 	struct option *longopts = xcalloc(NSPECS + 1, sizeof *longopts);
 	for (size_t i = 0; i < NSPECS; i++) {
-		longopts[i].name = specs[i].long_name;
-		longopts[i].has_arg = specs[i].arg ? required_argument : no_argument;
+		longopts[i].name = options_specs[i].long_name;
+		longopts[i].has_arg = options_specs[i].arg ? required_argument : no_argument;
 		longopts[i].val = spec_code(i);
-		if (specs[i].short_name) {
-			shortopts[ns++] = specs[i].short_name;
-			if (specs[i].arg)
+		if (options_specs[i].short_name) {
+			shortopts[ns++] = options_specs[i].short_name;
+			if (options_specs[i].arg)
 				shortopts[ns++] = ':';
 		}
 	}
 	shortopts[ns] = '\0';
 
-	const char *workspace_id = NULL;
 	bool dashes = false;    /* parsing stopped at "--": a co-process command follows */
 	opterr = 0;
 	optind = 0; /* 0: a full reinitialisation in glibc, so a second call works too */
-	while (rc < 0) {
+	while (rc == PARSE_GO_ON) {
 		int before = optind > 0 ? optind : 1;
 		int c = getopt_long(argc, argv, shortopts, longopts, NULL);
 		if (c == -1) {
@@ -681,11 +281,11 @@ int options_parse(int argc, char **argv, struct settings *s)
 			break;
 		}
 		if (c == 1) {
-			if (!workspace_id)
-				workspace_id = optarg;
+			if (!*workspace_id)
+				*workspace_id = optarg;
 			else
-				rc = usage_error("unexpected argument '%s' (a co-process COMMAND goes after '--')",
-						 optarg);
+				rc = options_usage_error("unexpected argument '%s' (a co-process COMMAND goes after '--')",
+							 optarg);
 			continue;
 		}
 		if (c == ':' || c == '?') {
@@ -693,42 +293,51 @@ int options_parse(int argc, char **argv, struct settings *s)
 			const char *name = NULL;
 			for (size_t i = 0; i < NSPECS; i++)
 				if (spec_code(i) == optopt)
-					name = specs[i].long_name;
+					name = options_specs[i].long_name;
 			if (c == ':')
-				rc = usage_error("option '--%s' needs an argument", name ? name : "?");
+				rc = options_usage_error("option '--%s' needs an argument", name ? name : "?");
 			else if (name && strncmp(arg, "--", 2) == 0)
-				rc = usage_error("option '--%s' does not take an argument", name);
+				rc = options_usage_error("option '--%s' does not take an argument", name);
 			else if (optopt && optopt < 256)
-				rc = usage_error("unknown option '-%c'", optopt);
+				rc = options_usage_error("unknown option '-%c'", optopt);
 			else
-				rc = usage_error("%s option '%.*s'",
-						 prefix_matches(arg) > 1 ? "ambiguous" : "unknown",
-						 (int)strcspn(arg, "="), arg);
+				rc = options_usage_error("%s option '%.*s'",
+							 prefix_matches(arg) > 1 ? "ambiguous" : "unknown",
+							 (int)strcspn(arg, "="), arg);
 			continue;
 		}
 		for (size_t i = 0; i < NSPECS; i++)
 			if (spec_code(i) == c) {
-				p.seen[i] = true;
-				rc = apply(&p, &specs[i], optarg, SRC_OPTION);
+				p->seen[i] = true;
+				rc = options_apply(p, &options_specs[i], optarg, SRC_OPTION);
 				break;
 			}
 	}
 	free(longopts);
-
-	/* The environment fills what the command line left; --token-file also
-	 * stands in for the token variable. */
-	for (size_t i = 0; i < NSPECS && rc < 0; i++) {
-		const char *value = specs[i].env ? getenv(specs[i].env) : NULL;
-		if (!value || !*value || p.seen[i])
-			continue;
-		if (specs[i].kind == K_TOKEN && given(&p, "token-file"))
-			continue;
-		rc = apply(&p, &specs[i], (char *)value, SRC_ENV);
+	if (dashes) {
+		*command = argv + optind;
+		*ncommand = argc - optind;
 	}
+	return rc;
+}
 
-	if (rc < 0)
-		rc = finish(&p, workspace_id, dashes ? argv + optind : NULL,
-			    dashes ? argc - optind : 0);
+enum parse_result options_parse(int argc, char **argv, struct settings *s)
+{
+	memset(s, 0, sizeof *s);
+	s->agent_card = jv_invalid();
+
+	struct parse p = { .s = s };
+	const char *workspace_id = NULL;
+	char **command = NULL;
+	int ncommand = 0;
+	/* Options override the environment, which overrides the defaults. */
+	enum parse_result rc = optresolve_defaults(&p);
+	if (rc == PARSE_GO_ON)
+		rc = command_line(&p, argc, argv, &workspace_id, &command, &ncommand);
+	if (rc == PARSE_GO_ON)
+		rc = optresolve_environment(&p);
+	if (rc == PARSE_GO_ON)
+		rc = optresolve_finish(&p, workspace_id, command, ncommand);
 	free(p.token_file);
 	free(p.agent_card_file);
 	return rc;
@@ -747,7 +356,7 @@ static void print_help(void)
 	char left[NSPECS][64];
 	int width = 0;
 	for (size_t i = 0; i < NSPECS; i++) {
-		const struct option_spec *o = &specs[i];
+		const struct option_spec *o = &options_specs[i];
 		int n;
 		if (o->short_name)
 			n = snprintf(left[i], sizeof left[i], "  -%c, --%s%s%s", o->short_name,
@@ -759,7 +368,7 @@ static void print_help(void)
 			width = n;
 	}
 	for (size_t i = 0; i < NSPECS; i++) {
-		const struct option_spec *o = &specs[i];
+		const struct option_spec *o = &options_specs[i];
 		printf("%-*s  %s", width, left[i], o->help);
 		if (o->env)
 			printf(" [env %s]", o->env);

@@ -4,10 +4,18 @@
 
 #include "settings.h"
 
-/* Fills s from argv, the environment and defaults. Returns -1 when the run should
- * go on, or an exit status: 0 after --help/--version, 2 after a usage error (one
- * line naming the problem and "Try 'molecule-connect --help'" on stderr). */
-int options_parse(int argc, char **argv, struct settings *s);
+/* What parsing decided. Every error has already been reported on stderr in
+ * one line naming the problem (a usage error adds "Try 'molecule-connect
+ * --help'"). */
+enum parse_result {
+	PARSE_GO_ON,  /* the settings are complete: run */
+	PARSE_DONE,   /* --help or --version was printed: exit with MC_EXIT_OK */
+	PARSE_BAD,    /* a usage or configuration error: exit with MC_EXIT_USAGE */
+};
+
+/* Fills s from argv, the environment and defaults. s is always safe to
+ * settings_free, whatever the result. */
+enum parse_result options_parse(int argc, char **argv, struct settings *s);
 /* --dry-run: the resolved configuration on stdout, token only as set/unset. */
 void options_print(const struct settings *s);
 void settings_free(struct settings *s);

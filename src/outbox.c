@@ -12,16 +12,28 @@ struct outbox {
 	posted_fn fn;
 	void *ctx;
 	bool changed;
-	int posting;
+	struct post_ctx *posts;  /* in flight: the outbox's until settled or freed */
 	/* Peers that already have an unfinished earlier message in this pass. */
 	const char **blocked;
 	size_t nblocked, capblocked;
 };
 
 struct post_ctx {
+	struct post_ctx *next, *prev;
 	struct outbox *ob;
 	struct message *m;
+	struct http_req *req;
 };
+
+static void post_unlink(struct outbox *ob, struct post_ctx *pc)
+{
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		ob->posts = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+}
 
 struct outbox *outbox_new(struct inbox *ib, struct http *h, posted_fn fn, void *ctx)
 {
@@ -38,19 +50,24 @@ void outbox_free(struct outbox *ob)
 {
 	if (!ob)
 		return;
+	/* Posts still in flight (a drain that timed out) are kept in the state
+	 * file already; their requests go with the outbox. */
+	while (ob->posts) {
+		struct post_ctx *pc = ob->posts;
+		post_unlink(ob, pc);
+		http_cancel(ob->h, pc->req);
+		free(pc);
+	}
 	free(ob->blocked);
 	free(ob);
 }
 
 void outbox_touch(struct outbox *ob) { ob->changed = true; }
-int outbox_posting(const struct outbox *ob) { return ob->posting; }
 
 int outbox_unposted(const struct outbox *ob)
 {
 	int n = 0;
-	for (struct message *m = ob->ib->orphans; m; m = m->next)
-		n++;
-	for (struct message *m = ob->ib->head; m; m = m->next)
+	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
 		if (m->state == MSG_ANSWERED || (m->state == MSG_POSTING && m->post_body))
 			n++;
 	return n;
@@ -68,8 +85,8 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	struct post_ctx *pc = ctx;
 	struct outbox *ob = pc->ob;
 	struct message *m = pc->m;
+	post_unlink(ob, pc);
 	free(pc);
-	ob->posting--;
 	ob->changed = true;
 	bool ok = r->status >= 200 && r->status < 300;
 	char *why = ok ? NULL : platform_describe(r);
@@ -106,11 +123,14 @@ static void block(struct outbox *ob, const char *peer)
 
 static void start_post(struct outbox *ob, struct message *m)
 {
-	struct post_ctx *pc = xmalloc(sizeof *pc);
+	struct post_ctx *pc = xcalloc(1, sizeof *pc);
 	pc->ob = ob;
 	pc->m = m;
+	pc->next = ob->posts;
+	if (ob->posts)
+		ob->posts->prev = pc;
+	ob->posts = pc;
 	m->state = MSG_POSTING;
-	ob->posting++;
 	struct http_opts o = {
 		.method = "POST",
 		.path = m->post_path,
@@ -122,7 +142,7 @@ static void start_post(struct outbox *ob, struct message *m)
 		.done = on_posted,
 		.ctx = pc,
 	};
-	http_start(ob->h, &o);
+	pc->req = http_start(ob->h, &o);
 }
 
 /* One pass in order: a message that is not done holds back every later reply
@@ -151,8 +171,6 @@ void outbox_pump(struct outbox *ob)
 	ob->changed = false;
 	ob->nblocked = 0;
 	bool canvas_blocked = false;
-	for (struct message *m = ob->ib->orphans; m; m = m->next)
-		visit(ob, m, &canvas_blocked);
-	for (struct message *m = ob->ib->head; m; m = m->next)
+	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
 		visit(ob, m, &canvas_blocked);
 }

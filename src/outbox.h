@@ -1,5 +1,4 @@
-/* outbox.h: posting replies: in message order per peer, peers in parallel,
- * retried until posted. */
+/* outbox.h: posting replies: in message order per peer, peers in parallel, retried until settled. */
 #ifndef MC_OUTBOX_H
 #define MC_OUTBOX_H
 
@@ -17,8 +16,6 @@ void outbox_free(struct outbox *ob);
 void outbox_pump(struct outbox *ob);
 /* Something in the inbox changed: the next pump looks again. */
 void outbox_touch(struct outbox *ob);
-/* Posts in flight or waiting to retry. */
-int outbox_posting(const struct outbox *ob);
 /* Replies read and not yet posted (in flight, waiting to retry, or queued). */
 int outbox_unposted(const struct outbox *ob);
 

@@ -1,10 +1,10 @@
-/* platform.c: request bodies, paths and answer classification for CONTRACT.md. */
+/* platform.c: request bodies, paths and answer classification for the platform's API. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "platform.h"
 #include "http.h"
-#include "reply.h"
+#include "parts.h"
 #include "json.h"
 #include "util.h"
 
@@ -76,23 +76,6 @@ char *platform_a2a_body(jv parts, const char *context_id, const char *task_id)
 	return dump(o);
 }
 
-static const char *part_kind(jv part)
-{
-	jv k = jv_object_get(jv_copy(part), jv_string("kind"));
-	if (jv_get_kind(k) != JV_KIND_STRING) {
-		jv_free(k);
-		k = jv_object_get(jv_copy(part), jv_string("type"));
-	}
-	const char *out = NULL;
-	if (jv_get_kind(k) == JV_KIND_STRING) {
-		const char *s = jv_string_value(k);
-		out = strcmp(s, "text") == 0 ? "text" : strcmp(s, "file") == 0 ? "file"
-			: strcmp(s, "data") == 0 ? "data" : "other";
-	}
-	jv_free(k);
-	return out;
-}
-
 char *platform_notify_body(jv parts)
 {
 	/* The canvas takes text plus attachments: text parts are joined, file
@@ -103,9 +86,9 @@ char *platform_notify_body(jv parts)
 		int n = jv_array_length(jv_copy(parts));
 		for (int i = 0; i < n; i++) {
 			jv p = jv_array_get(jv_copy(parts), i);
-			const char *k = jv_get_kind(p) == JV_KIND_OBJECT ? part_kind(p) : NULL;
+			const char *k = parts_kind(p);
 			if (k && strcmp(k, "text") == 0) {
-				jv t = jv_object_get(jv_copy(p), jv_string("text"));
+				jv t = json_field(p, "text");
 				if (jv_get_kind(t) == JV_KIND_STRING) {
 					if (text.len)
 						buf_append(&text, "\n", 1);
@@ -113,13 +96,13 @@ char *platform_notify_body(jv parts)
 				}
 				jv_free(t);
 			} else if (k && strcmp(k, "file") == 0) {
-				jv f = jv_object_get(jv_copy(p), jv_string("file"));
+				jv f = json_field(p, "file");
 				if (jv_get_kind(f) == JV_KIND_OBJECT) {
 					jv a = jv_object();
 					static const char *keys[] = { "uri", "name", "mimeType", "size" };
 					for (size_t j = 0; j < sizeof keys / sizeof *keys; j++) {
-						jv v = jv_object_get(jv_copy(f), jv_string(keys[j]));
-						if (jv_is_valid(v) && jv_get_kind(v) != JV_KIND_NULL)
+						jv v = json_field(f, keys[j]);
+						if (jv_get_kind(v) != JV_KIND_NULL)
 							a = jv_object_set(a, jv_string(keys[j]), v);
 						else
 							jv_free(v);
@@ -128,12 +111,8 @@ char *platform_notify_body(jv parts)
 				}
 				jv_free(f);
 			} else if (k && strcmp(k, "data") == 0) {
-				jv d = jv_object_get(jv_copy(p), jv_string("data"));
-				if (!jv_is_valid(d)) {
-					/* A data part without data: show it as null, never abort. */
-					jv_free(d);
-					d = jv_null();
-				}
+				/* A data part without data shows as null. */
+				jv d = json_field(p, "data");
 				if (text.len)
 					buf_append(&text, "\n", 1);
 				json_write(&text, d);
@@ -154,26 +133,6 @@ char *platform_notify_body(jv parts)
 	return dump(o);
 }
 
-jv platform_parse_rows(const char *body, size_t len)
-{
-	if (len > (size_t)0x7fffffff)
-		return jv_invalid_with_msg(jv_string("activity answer too large"));
-	jv v = jv_parse_sized(body, (int)len);
-	if (!jv_is_valid(v)) {
-		char *why = json_error(v);
-		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is not JSON (%s)", why));
-		free(why);
-		return out;
-	}
-	if (jv_get_kind(v) != JV_KIND_ARRAY) {
-		jv out = jv_invalid_with_msg(jv_string_fmt("activity answer is a JSON %s, not an array",
-							   jv_kind_name(jv_get_kind(v))));
-		jv_free(v);
-		return out;
-	}
-	return v;
-}
-
 char *platform_describe(const struct http_resp *r)
 {
 	if (r->status == 0)
@@ -184,12 +143,10 @@ char *platform_describe(const struct http_resp *r)
 	char *detail = NULL;
 	if (r->len > 0 && r->len < 65536) {
 		jv v = jv_parse_sized(r->body, (int)r->len);
-		if (jv_get_kind(v) == JV_KIND_OBJECT) {
-			jv e = jv_object_get(jv_copy(v), jv_string("error"));
-			if (jv_get_kind(e) == JV_KIND_STRING)
-				detail = xstrndup(jv_string_value(e), 200);
-			jv_free(e);
-		}
+		jv e = json_field(v, "error");
+		if (jv_get_kind(e) == JV_KIND_STRING)
+			detail = xstrndup(jv_string_value(e), 200);
+		jv_free(e);
 		jv_free(v);
 	}
 	char *out = detail ? xasprintf("HTTP %ld: %s", r->status, detail)
@@ -204,12 +161,10 @@ char *platform_adopted_token(const char *body, size_t len)
 		return NULL;
 	jv v = jv_parse_sized(body, (int)len);
 	char *tok = NULL;
-	if (jv_get_kind(v) == JV_KIND_OBJECT) {
-		jv t = jv_object_get(jv_copy(v), jv_string("auth_token"));
-		if (jv_get_kind(t) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(t)) > 0)
-			tok = xstrdup(jv_string_value(t));
-		jv_free(t);
-	}
+	jv t = json_field(v, "auth_token");
+	if (jv_get_kind(t) == JV_KIND_STRING && jv_string_length_bytes(jv_copy(t)) > 0)
+		tok = xstrdup(jv_string_value(t));
+	jv_free(t);
 	jv_free(v);
 	return tok;
 }

@@ -1,5 +1,5 @@
-/* platform.h: the platform's endpoints (CONTRACT.md): request bodies and paths,
- * and what an answer means. Pure functions: no I/O here. */
+/* platform.h: the platform's endpoints: request bodies and paths, and what an answer means. */
+/* Pure functions: no I/O here. docs/protocol.md describes the API they follow. */
 #ifndef MC_PLATFORM_H
 #define MC_PLATFORM_H
 
@@ -27,10 +27,6 @@ char *platform_a2a_body(jv parts, const char *context_id, const char *task_id);
 /* The body of a reply to the canvas: {"message": text, "attachments"?: [...]}.
  * parts consumed. */
 char *platform_notify_body(jv parts);
-
-/* Parses an activity answer: an array of rows, or jv_invalid_with_msg saying
- * what is wrong (one line). */
-jv platform_parse_rows(const char *body, size_t len);
 
 /* "HTTP 401: invalid workspace auth token" or the network error; caller frees. */
 struct http_resp;

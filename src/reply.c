@@ -1,157 +1,14 @@
-/* reply.c: reply lines from the handler: line framing with a length cap, reply validation, parts text. */
+/* reply.c: reply validation: one parsed reply line to what it asks for. */
 #include <config.h>
 
 #include "reply.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
+#include "parts.h"
 #include "util.h"
-
-/* ---- line framing ---------------------------------------------------- */
-
-void linebuf_init(struct linebuf *lb, size_t max)
-{
-	memset(lb, 0, sizeof *lb);
-	/* The buffer holds max bytes, a '\r' that may still be stripped, and a NUL. */
-	lb->max = max > SIZE_MAX - 2 ? SIZE_MAX - 2 : max;
-}
-
-/* Appends to the partial line. The caller has checked that the result fits
- * in max + 1 bytes, so the buffer never grows past max + 2. */
-static void lb_append(struct linebuf *lb, const char *data, size_t n)
-{
-	size_t need = lb->len + n + 1;
-	if (need > lb->cap) {
-		size_t cap = lb->cap ? lb->cap : 256;
-		while (cap < need)
-			cap = cap > (lb->max + 2) / 2 ? lb->max + 2 : cap * 2;
-		lb->buf = xrealloc(lb->buf, cap);
-		lb->cap = cap;
-	}
-	if (n)
-		memcpy(lb->buf + lb->len, data, n);
-	lb->len += n;
-	lb->buf[lb->len] = '\0';
-}
-
-/* The last byte of the partial line followed by seg[0..n), or -1 when empty. */
-static int last_byte(const struct linebuf *lb, const char *seg, size_t n)
-{
-	if (n)
-		return (unsigned char)seg[n - 1];
-	if (lb->len)
-		return (unsigned char)lb->buf[lb->len - 1];
-	return -1;
-}
-
-/* Whether the partial line plus seg[0..n) can still be a line of at most max
- * bytes. A line is measured after its '\r' is stripped, so a CRLF line of
- * exactly max bytes is accepted: one byte over is allowed only if it is a '\r'
- * (if more follows, the next call sees max + 2 and gives up). */
-static bool line_fits(const struct linebuf *lb, const char *seg, size_t n)
-{
-	size_t total = lb->len + n;
-	if (total <= lb->max)
-		return true;
-	if (total == lb->max + 1 && last_byte(lb, seg, n) == '\r')
-		return true;
-	return false;
-}
-
-/* Hands the complete buffered line to fn (NUL-terminated, '\r' stripped). */
-static void lb_emit(struct linebuf *lb, line_fn fn, void *ctx)
-{
-	size_t len = lb->len;
-	if (len && lb->buf[len - 1] == '\r')
-		len--;
-	lb->len = 0;
-	if (!lb->buf) {
-		fn(ctx, "", 0, false);
-		return;
-	}
-	lb->buf[len] = '\0';
-	fn(ctx, lb->buf, len, false);
-}
-
-void linebuf_feed(struct linebuf *lb, const char *data, size_t n, line_fn fn, void *ctx)
-{
-	while (n > 0) {
-		const char *nl = memchr(data, '\n', n);
-		size_t seg = nl ? (size_t)(nl - data) : n;
-		size_t used = nl ? seg + 1 : n;
-
-		if (lb->discarding) {
-			lb->discarded += seg;
-			if (nl)
-				lb->discarding = false; /* the overlong line ends here */
-		} else if (line_fits(lb, data, seg)) {
-			lb_append(lb, data, seg);
-			if (nl)
-				lb_emit(lb, fn, ctx);
-		} else {
-			/* Report as soon as the cap is passed, so a line that never
-			 * ends is still reported, and keep nothing of it. */
-			size_t seen = lb->len + seg;
-			lb->len = 0;
-			if (!nl) {
-				lb->discarding = true;
-				lb->discarded = seen;
-			}
-			fn(ctx, NULL, seen, true);
-		}
-		data += used;
-		n -= used;
-	}
-}
-
-void linebuf_finish(struct linebuf *lb, line_fn fn, void *ctx)
-{
-	if (lb->discarding) {
-		/* Already reported when it went over the cap. */
-		lb->discarding = false;
-		lb->discarded = 0;
-		return;
-	}
-	if (lb->len > 0)
-		lb_emit(lb, fn, ctx);
-}
-
-void linebuf_free(struct linebuf *lb)
-{
-	free(lb->buf);
-	lb->buf = NULL;
-	lb->len = lb->cap = 0;
-	lb->discarding = false;
-	lb->discarded = 0;
-}
-
-/* ---- reply validation ------------------------------------------------- */
-
-/* obj[key] (obj not consumed), or jv_invalid() when the key is absent. */
-static jv get_key(jv obj, const char *key)
-{
-	return jv_object_get(jv_copy(obj), jv_string(key));
-}
-
-/* The "kind" of a part (an object), or its "type" for older senders; NULL if
- * neither is a string. The pointer lives as long as part. */
-static const char *part_kind(jv part /* not consumed */)
-{
-	const char *kind = NULL;
-	jv k = get_key(part, "kind");
-	if (jv_get_kind(k) != JV_KIND_STRING) {
-		jv_free(k);
-		k = get_key(part, "type");
-	}
-	if (jv_get_kind(k) == JV_KIND_STRING) {
-		/* part keeps a reference to the string, so the pointer stays valid. */
-		kind = jv_string_value(k);
-	}
-	jv_free(k);
-	return kind;
-}
 
 /* NULL when parts is acceptable, else the reason (caller frees). */
 static char *check_parts(jv parts /* not consumed */)
@@ -164,18 +21,13 @@ static char *check_parts(jv parts /* not consumed */)
 		char *why = NULL;
 		if (jv_get_kind(part) != JV_KIND_OBJECT)
 			why = xstrdup("\"parts\" must be a non-empty array of objects");
-		else if (!part_kind(part))
+		else if (!parts_kind(part))
 			why = xasprintf("\"parts\"[%d] has no \"kind\" string", i);
 		jv_free(part);
 		if (why)
 			return why;
 	}
 	return NULL;
-}
-
-static bool present(jv v)
-{
-	return jv_get_kind(v) != JV_KIND_INVALID;
 }
 
 int reply_parse(jv v, struct reply *out, char **err)
@@ -197,13 +49,14 @@ int reply_parse(jv v, struct reply *out, char **err)
 		return -1;
 	}
 
-	jv id = get_key(v, "id");
-	jv text = get_key(v, "text");
-	jv parts = get_key(v, "parts");
-	jv error = get_key(v, "error");
-	jv retry = get_key(v, "retry");
-	bool has_id = present(id), has_text = present(text), has_parts = present(parts);
-	bool has_error = present(error);
+	/* A key present with null is not a key left out: {"text":null} is refused. */
+	jv id = json_field(v, "id");
+	jv text = json_field(v, "text");
+	jv parts = json_field(v, "parts");
+	jv error = json_field(v, "error");
+	jv retry = json_field(v, "retry");
+	bool has_id = json_has(v, "id"), has_text = json_has(v, "text"), has_parts = json_has(v, "parts");
+	bool has_error = json_has(v, "error");
 	/* "retry": false reads as "no retry", so a filter can always emit the key. */
 	bool want_retry = jv_get_kind(retry) == JV_KIND_TRUE;
 	char *why = NULL;
@@ -220,7 +73,7 @@ int reply_parse(jv v, struct reply *out, char **err)
 		;
 	else if (has_error && jv_get_kind(error) != JV_KIND_STRING)
 		why = xstrdup("\"error\" must be a string");
-	else if (present(retry) && !want_retry && jv_get_kind(retry) != JV_KIND_FALSE)
+	else if (json_has(v, "retry") && !want_retry && jv_get_kind(retry) != JV_KIND_FALSE)
 		why = xstrdup("\"retry\" must be true or false");
 	else if (has_text && has_parts)
 		why = xstrdup("reply has both \"text\" and \"parts\"");
@@ -238,10 +91,8 @@ int reply_parse(jv v, struct reply *out, char **err)
 		out->id = has_id ? xstrdup(jv_string_value(id)) : NULL;
 		if (has_text) {
 			out->kind = REPLY_TEXT;
-			jv part = jv_object_set(jv_object(), jv_string("kind"), jv_string("text"));
-			part = jv_object_set(part, jv_string("text"), jv_copy(text));
 			jv_free(out->parts);
-			out->parts = jv_array_append(jv_array(), part);
+			out->parts = jv_array_append(jv_array(), parts_text_part_jv(jv_copy(text)));
 		} else if (has_parts) {
 			out->kind = REPLY_PARTS;
 			jv_free(out->parts);
@@ -277,55 +128,4 @@ void reply_free(struct reply *r)
 	r->id = NULL;
 	r->error = NULL;
 	r->parts = jv_null();
-}
-
-/* ---- parts text ------------------------------------------------------- */
-
-jv parts_text_jv(jv parts)
-{
-	jv text = jv_string("");
-	if (jv_get_kind(parts) != JV_KIND_ARRAY)
-		return text;
-	int n = jv_array_length(jv_copy(parts));
-	int joined = 0;
-	/* One text part, the usual case, is shared rather than copied; more are
-	 * joined in a buffer (jv_string_concat doubles its allocation). */
-	struct buf many = { 0 };
-	for (int i = 0; i < n; i++) {
-		jv part = jv_array_get(jv_copy(parts), i);
-		const char *kind = jv_get_kind(part) == JV_KIND_OBJECT ? part_kind(part) : NULL;
-		if (kind && strcmp(kind, "text") == 0) {
-			jv t = get_key(part, "text");
-			if (jv_get_kind(t) == JV_KIND_STRING) {
-				if (joined++ == 0) {
-					jv_free(text);
-					text = t;
-				} else {
-					if (joined == 2)
-						buf_append(&many, jv_string_value(text),
-							   (size_t)jv_string_length_bytes(jv_copy(text)));
-					buf_append(&many, "\n", 1);
-					buf_append(&many, jv_string_value(t), (size_t)jv_string_length_bytes(jv_copy(t)));
-					jv_free(t);
-				}
-			} else {
-				jv_free(t);
-			}
-		}
-		jv_free(part);
-	}
-	if (joined > 1) {
-		jv_free(text);
-		text = jv_string_sized(many.p, (int)many.len);
-	}
-	buf_free(&many);
-	return text;
-}
-
-char *parts_text(jv parts)
-{
-	jv text = parts_text_jv(parts);
-	char *s = xstrdup(jv_string_value(text));
-	jv_free(text);
-	return s;
 }

@@ -1,31 +1,10 @@
-/* reply.h: reply lines from the handler: framing with a length cap, and validation. */
+/* reply.h: reply lines from the handler: what a parsed line asks for, validated. */
 #ifndef MC_REPLY_H
 #define MC_REPLY_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <jv.h>
-
-/* Splits a byte stream into lines without stdio. A line longer than max is
- * reported once (too_long set, line NULL, len = bytes seen so far) and the rest
- * of it, up to the next newline, is discarded. NUL bytes are passed through
- * inside a line (the JSON parser rejects them). A trailing '\r' is stripped
- * (and not counted against max). line is NUL-terminated after len bytes and
- * valid only during the call. Empty lines are passed on with len 0: skipping
- * them is the caller's choice. Memory is bounded by max + 2. */
-struct linebuf {
-	char *buf;
-	size_t len, cap, max;
-	bool discarding;
-	size_t discarded;
-};
-typedef void (*line_fn)(void *ctx, const char *line, size_t len, bool too_long);
-void linebuf_init(struct linebuf *lb, size_t max);
-void linebuf_feed(struct linebuf *lb, const char *data, size_t n, line_fn fn, void *ctx);
-/* End of input: a final line without a newline still counts. A line being
- * discarded for length was already reported and is not reported again. */
-void linebuf_finish(struct linebuf *lb, line_fn fn, void *ctx);
-void linebuf_free(struct linebuf *lb);
 
 enum reply_kind {
 	REPLY_TEXT,   /* {"id","text"}: parts holds one text part */
@@ -51,11 +30,5 @@ struct reply {
  * "text", "parts" or "error". An invalid v (a parse error) gives its message. */
 int reply_parse(jv v, struct reply *out, char **err);
 void reply_free(struct reply *r);
-
-/* Joins the text of the text parts of an A2A parts array with "\n" (accepts
- * "kind" or "type"). Non-array input gives "". Caller frees. */
-char *parts_text(jv parts /* not consumed */);
-/* The same as a jv string, keeping any NUL characters in the text. */
-jv parts_text_jv(jv parts /* not consumed */);
 
 #endif

@@ -1,4 +1,4 @@
-/* util.c: allocation that dies on out-of-memory, UUIDs, clocks, growable buffers, strict number parsing. */
+/* util.c: allocation that dies on out-of-memory, UUIDs, clocks and backoff, readiness, growable buffers, strict number parsing. */
 #include <config.h>
 
 #include <ctype.h>
@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,33 @@ int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t wait_min(int64_t a, int64_t b)
+{
+	return a < 0 ? b : (b < 0 ? a : (a < b ? a : b));
+}
+
+int64_t backoff_ms(int attempt, int64_t base, int64_t cap)
+{
+	int64_t d = base;
+	for (int i = 1; i < attempt && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	/* Jitter of +-25% so a fleet of bridges does not retry in lock-step. */
+	int64_t span = d / 2;
+	if (span > 0)
+		d = d - span / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(span + 1));
+	return d < 1 ? 1 : d;
+}
+
+short fd_events(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	return p.revents;
 }
 
 void buf_append(struct buf *b, const void *data, size_t n)

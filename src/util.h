@@ -1,4 +1,4 @@
-/* util.h: allocation that dies on out-of-memory, UUIDs, clocks, growable buffers. */
+/* util.h: allocation that dies on out-of-memory, UUIDs, clocks and backoff, readiness, growable buffers. */
 #ifndef MC_UTIL_H
 #define MC_UTIL_H
 
@@ -22,6 +22,12 @@ void uuid_new(char out[UUID_LEN + 1]);
 
 /* Monotonic milliseconds, for timers. */
 int64_t now_ms(void);
+/* The shorter of two waits in milliseconds, where a negative one means "none". */
+int64_t wait_min(int64_t a, int64_t b);
+/* Backoff for attempt n (1-based): min(cap, base * 2^(n-1)) with +-25% jitter. */
+int64_t backoff_ms(int attempt, int64_t base, int64_t cap);
+/* The poll(2) events of one descriptor that are ready now, without waiting. */
+short fd_events(int fd, short events);
 
 /* Growable byte buffer; p is always NUL-terminated when non-NULL. */
 struct buf {

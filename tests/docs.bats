@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # docs.bats: the man page against the program: every option of --help documented,
-# the message and reply formats present, and mandoc's lint clean. Needs MC_BIN, MANPAGE.
+# the message and reply formats present, and mandoc's lint clean; docs/architecture.md
+# against src/. Needs MC_BIN, MANPAGE, TOP_SRCDIR.
 
 setup() {
 	: "${MC_BIN:?MC_BIN must name the built molecule-connect}"
@@ -114,4 +115,28 @@ man_section() { # title
 	for code in 0 1 2; do
 		printf '%s\n' "$section" | grep -qx "\.B $code" || { echo "status $code missing"; return 1; }
 	done
+}
+
+# The source files docs/architecture.md names: NAME.c or NAME.h, bare or as src/NAME.c,
+# but not a path elsewhere (tests/unit/x.c) nor a system header (<jv.h>).
+architecture_names() {
+	grep -oE '(^|[^/<A-Za-z0-9_.-])(src/)?[A-Za-z0-9_]+\.[ch]\b' "$1" |
+		sed -E 's/^[^A-Za-z0-9_]*//; s#^src/##' | sort -u
+}
+
+@test "docs/architecture.md names every file of src/, and no file src/ does not have" {
+	local doc=$TOP_SRCDIR/docs/architecture.md names f missing="" stale=""
+	[ -r "$doc" ]
+	names=$(architecture_names "$doc")
+	# Guard against a pattern that finds nothing to check.
+	[ "$(printf '%s\n' "$names" | wc -l)" -ge 20 ]
+	for f in "$TOP_SRCDIR"/src/*.c "$TOP_SRCDIR"/src/*.h; do
+		f=${f##*/}
+		printf '%s\n' "$names" | grep -qxF "$f" || missing="$missing $f"
+	done
+	for f in $names; do
+		[ -e "$TOP_SRCDIR/src/$f" ] || stale="$stale $f"
+	done
+	[ -z "$missing" ] || { echo "not in docs/architecture.md:$missing"; return 1; }
+	[ -z "$stale" ] || { echo "named in docs/architecture.md but not in src/:$stale"; return 1; }
 }

@@ -15,6 +15,8 @@
 
 #include "log.h"
 #include "platform.h"
+#include "linebuf.h"
+#include "parts.h"
 #include "reply.h"
 #include "util.h"
 

@@ -14,11 +14,10 @@
 
 #include <jv.h>
 
-#include "emit.h"
 #include "inbox.h"
 #include "log.h"
 #include "platform.h"
-#include "reply.h"
+#include "rows.h"
 #include "util.h"
 
 #include "fuzz_jq.h"
@@ -92,7 +91,7 @@ static void check_sorted(jv rows /* not consumed */, int n_in)
 		jv_free(row);
 		if (jv_get_kind(prev) == JV_KIND_STRING)
 			CHECK(jv_get_kind(cur) == JV_KIND_STRING &&
-			      timestamp_cmp(jv_string_value(prev), jv_string_value(cur)) <= 0);
+			      rows_timestamp_cmp(jv_string_value(prev), jv_string_value(cur)) <= 0);
 		jv_free(prev);
 		prev = cur;
 	}
@@ -102,7 +101,7 @@ static void check_sorted(jv rows /* not consumed */, int n_in)
 static int count_state(struct inbox *ib, enum msg_state st)
 {
 	int n = 0;
-	for (struct message *m = ib->head; m; m = m->next)
+	for (struct message *m = inbox_first(ib); m; m = inbox_next(ib, m))
 		n += m->state == st;
 	return n;
 }
@@ -162,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(body);
 		return 0;
 	}
-	jv rows = platform_parse_rows(body, size);
+	jv rows = rows_parse(body, size);
 	free(body);
 	if (!jv_is_valid(rows)) {
 		jv msg = jv_invalid_get_msg(rows);
@@ -179,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* Every row as it would be written on stdout. */
 	jv_array_foreach(sorted, i, row) {
-		jv line = message_from_row(row, own_id);
+		jv line = rows_message(row, own_id);
 		if (jv_is_valid(line)) {
 			check_line(line);
 		} else {
@@ -190,24 +189,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	jv st = fresh_state();
-	struct inbox ib;
-	inbox_init(&ib, own_id, st);
+	struct inbox *ib = inbox_new(own_id, st);
 	jv_free(st);
-	int queued = inbox_add_rows(&ib, jv_copy(sorted));
+	int queued = inbox_add_rows(ib, jv_copy(sorted));
 	CHECK(queued >= 0 && queued <= n);
-	CHECK(count_state(&ib, MSG_QUEUED) == queued);
-	CHECK(ib.count >= queued);
-	CHECK(ib.cursor[0] == '\0' || uuid_valid(ib.cursor));
+	CHECK(count_state(ib, MSG_QUEUED) == queued);
+	CHECK(inbox_unfinished(ib) >= queued);
+	CHECK(inbox_cursor(ib)[0] == '\0' || uuid_valid(inbox_cursor(ib)));
 
 	/* Hand out, then answer, ack, put back or leave open, in turn. */
 	int64_t now = 1000;
 	int k = 0;
 	struct message *m;
-	while ((m = inbox_next_queued(&ib, now)) != NULL) {
+	while ((m = inbox_next_queued(ib, now)) != NULL) {
 		CHECK(jv_get_kind(m->line) == JV_KIND_OBJECT);
-		inbox_open(&ib, m, now);
-		CHECK(inbox_oldest_open(&ib) != NULL);
-		CHECK(inbox_find(&ib, m->id) == m);
+		inbox_open(ib, m, now);
+		CHECK(inbox_oldest_open(ib) != NULL);
+		CHECK(inbox_find(ib, m->id) == m);
 		switch (k++ % 4) {
 		case 0: {
 			jv parts = jv_object_get(jv_copy(m->line), jv_string("parts"));
@@ -224,47 +222,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				path = xasprintf("/workspaces/%s/notify", own_id);
 				body = platform_notify_body(parts);
 			}
-			inbox_answer(&ib, m, path, body);
+			inbox_answer(ib, m, path, body);
 			break;
 		}
 		case 1:
-			inbox_done(&ib, m);
+			inbox_done(ib, m);
 			break;
 		case 2:
-			inbox_requeue(&ib, m, now + 1000000);
+			inbox_requeue(ib, m, now + 1000000);
 			break;
 		default:
 			break;
 		}
 	}
-	CHECK(ib.n_open >= 0);
-	check_state(inbox_state(&ib, jv_object()));
+	CHECK(inbox_open_count(ib) >= 0);
+	check_state(inbox_state(ib, jv_object()));
 
 	/* A 410, then the same page again by time: nothing is queued twice. */
-	inbox_reseed(&ib);
-	CHECK(ib.fetch_cursor[0] == '\0');
-	int again = inbox_add_rows(&ib, sorted);
+	inbox_reseed(ib);
+	CHECK(inbox_fetch_cursor(ib)[0] == '\0');
+	int again = inbox_add_rows(ib, sorted);
 	CHECK(again == 0);
-	CHECK(inbox_next_due(&ib, now) >= -1);
-	inbox_caught_up(&ib);
-	check_state(inbox_state(&ib, jv_object()));
+	CHECK(inbox_next_due(ib, now) >= -1);
+	inbox_caught_up(ib);
+	check_state(inbox_state(ib, jv_object()));
 
 	/* The handler died: open messages go back, then everything is acked. */
-	inbox_requeue_open(&ib);
-	while ((m = inbox_next_queued(&ib, INT64_MAX)) != NULL) {
-		inbox_open(&ib, m, now);
-		inbox_done(&ib, m);
+	inbox_requeue_open(ib);
+	while ((m = inbox_next_queued(ib, INT64_MAX)) != NULL) {
+		inbox_open(ib, m, now);
+		inbox_done(ib, m);
 	}
 	/* Replies posted (inbox_done may free any message: look again each time). */
 	for (;;) {
-		for (m = ib.head; m && m->state != MSG_ANSWERED; m = m->next)
+		for (m = inbox_first(ib); m && (m->orphan || m->state != MSG_ANSWERED); m = inbox_next(ib, m))
 			;
 		if (!m)
 			break;
-		inbox_done(&ib, m);
+		inbox_done(ib, m);
 	}
-	CHECK(ib.head == NULL && ib.count == 0 && ib.n_open == 0);
-	check_state(inbox_state(&ib, jv_object()));
-	inbox_free(&ib);
+	CHECK(inbox_first(ib) == NULL && inbox_unfinished(ib) == 0 && inbox_open_count(ib) == 0);
+	check_state(inbox_state(ib, jv_object()));
+	inbox_free(ib);
 	return 0;
 }

@@ -185,10 +185,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_loaded(st);
 
 	/* A run: the inbox takes the state, and writes it back at exit. */
-	struct inbox ib;
-	inbox_init(&ib, ws, st);
-	jv saved = inbox_state(&ib, jv_copy(st));
-	inbox_free(&ib);
+	struct inbox *ib = inbox_new(ws, st);
+	jv saved = inbox_state(ib, jv_copy(st));
+	inbox_free(ib);
 	check_loaded(saved);
 	/* Nothing the file held is lost on the way through the inbox. */
 	CHECK(same(get(saved, "last_since_id"), get(st, "last_since_id")));
@@ -219,20 +218,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(same(get(again, "auth_token"), get(saved, "auth_token")));
 
 	/* And a second round trip changes nothing this program owns. */
-	inbox_init(&ib, ws, again);
-	jv saved2 = inbox_state(&ib, jv_copy(again));
-	inbox_free(&ib);
+	ib = inbox_new(ws, again);
+	jv saved2 = inbox_state(ib, jv_copy(again));
+	inbox_free(ib);
 	CHECK(same(get(saved2, "done_ids"), get(saved, "done_ids")));
 	CHECK(same(reply_keys(saved2), reply_keys(saved)));
 	jv_free(saved2);
 
 	/* The kept replies are posted: none is kept any more, and every one of
 	 * them is remembered as done (its row must not be handed out again). */
-	inbox_init(&ib, ws, again);
-	while (ib.orphans)
-		inbox_orphan_done(&ib, ib.orphans);
-	jv posted = inbox_state(&ib, jv_copy(again));
-	inbox_free(&ib);
+	ib = inbox_new(ws, again);
+	struct message *orphan;
+	while ((orphan = inbox_first(ib)) != NULL && orphan->orphan)
+		inbox_orphan_done(ib, orphan);
+	jv posted = inbox_state(ib, jv_copy(again));
+	inbox_free(ib);
 	jv replies = get(posted, "replies");
 	CHECK(jv_get_kind(replies) == JV_KIND_ARRAY && jv_array_length(replies) == 0);
 	jv done = done_set(posted);

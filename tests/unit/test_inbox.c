@@ -54,93 +54,92 @@ int main(void)
 {
 	char b1[512];
 	log_init(-1, false);
-	plan(37);
 
-	struct inbox ib;
 	jv st = fresh();
-	inbox_init(&ib, OWN, st);
-	is_int(inbox_add_rows(&ib, rows(0, 3)), 3, "three rows queued");
-	struct message *m1 = inbox_next_queued(&ib, 0);
+	struct inbox *ib = inbox_new(OWN, st);
+	is_int(inbox_add_rows(ib, rows(0, 3)), 3, "three rows queued");
+	struct message *m1 = inbox_next_queued(ib, 0);
 	ok(m1 && strcmp(m1->id, ids[0]) == 0, "oldest first");
 	is_str(m1->source_id, PEER, "source id kept");
 	is_str(m1->context_id, "c1", "context id kept");
 	is_str(m1->summary, "hi", "summary from the text");
-	inbox_open(&ib, m1, 1);
-	struct message *m2 = inbox_next_queued(&ib, 0);
-	inbox_open(&ib, m2, 1);
-	struct message *m3 = inbox_next_queued(&ib, 0);
-	inbox_open(&ib, m3, 1);
-	is_int(ib.n_open, 3, "three open");
-	ok(inbox_next_queued(&ib, 0) == NULL, "nothing more queued");
-	ok(inbox_oldest_open(&ib) == m1, "oldest open is the first");
+	inbox_open(ib, m1, 1);
+	struct message *m2 = inbox_next_queued(ib, 0);
+	inbox_open(ib, m2, 1);
+	struct message *m3 = inbox_next_queued(ib, 0);
+	inbox_open(ib, m3, 1);
+	is_int(inbox_open_count(ib), 3, "three open");
+	ok(inbox_next_queued(ib, 0) == NULL, "nothing more queued");
+	ok(inbox_oldest_open(ib) == m1, "oldest open is the first");
 
 	/* Done out of order: the cursor stays, the id is remembered. */
-	inbox_done(&ib, m2);
-	is_str(ib.cursor, "", "cursor does not pass an open message");
-	st = inbox_state(&ib, st);
+	inbox_done(ib, m2);
+	is_str(inbox_cursor(ib), "", "cursor does not pass an open message");
+	st = inbox_state(ib, st);
 	is_str(str(st, "done_ids", b1, sizeof b1), "[\"aaaaaaaa-0000-4000-8000-000000000002\"]", "done above the cursor is saved");
-	inbox_done(&ib, m1);
-	is_str(ib.cursor, ids[1], "cursor moves over the done prefix");
-	is_int(inbox_unfinished(&ib), 1, "one left in the window");
-	st = inbox_state(&ib, st);
+	inbox_done(ib, m1);
+	is_str(inbox_cursor(ib), ids[1], "cursor moves over the done prefix");
+	is_int(inbox_unfinished(ib), 1, "one left in the window");
+	st = inbox_state(ib, st);
 	is_str(str(st, "done_ids", b1, sizeof b1), "[]", "nothing done above the cursor");
 	is_str(str(st, "last_since_id", b1, sizeof b1), ids[1], "cursor saved");
 
 	/* Answered but not posted: kept as a reply. */
-	is_int(ib.unsaved_replies, 0, "no reply read yet");
-	inbox_answer(&ib, m3, xstrdup("/workspaces/" PEER "/a2a"), xstrdup("{\"x\":1}"));
-	is_int(ib.unsaved_replies, 1, "a reply read is unsaved");
-	st = inbox_state(&ib, st);
-	is_int(ib.unsaved_replies, 0, "saved with the state");
+	is_int(inbox_unsaved_replies(ib), 0, "no reply read yet");
+	inbox_answer(ib, m3, xstrdup("/workspaces/" PEER "/a2a"), xstrdup("{\"x\":1}"));
+	is_int(inbox_unsaved_replies(ib), 1, "a reply read is unsaved");
+	st = inbox_state(ib, st);
+	is_int(inbox_unsaved_replies(ib), 0, "saved with the state");
 	is_str(str(st, "replies", b1, sizeof b1),
 	       "[{\"id\":\"aaaaaaaa-0000-4000-8000-000000000003\",\"path\":\"/workspaces/" PEER "/a2a\",\"body\":{\"x\":1}}]",
 	       "unposted reply saved with its path and body");
-	inbox_free(&ib);
+	inbox_free(ib);
 
 	/* A restart on that state: the kept reply becomes an orphan post, its row
 	 * is not handed out again, and a done id is skipped. */
 	st = jv_object_set(st, jv_string("done_ids"), jv_parse("[\"aaaaaaaa-0000-4000-8000-000000000004\"]"));
-	inbox_init(&ib, OWN, st);
-	ok(ib.orphans && strcmp(ib.orphans->id, ids[2]) == 0, "kept reply loaded");
-	is_str(ib.orphans->source_id, PEER, "its peer taken from the path");
-	is_int(inbox_add_rows(&ib, rows(2, 5)), 1, "only the fifth is new");
-	struct message *m = inbox_find(&ib, ids[2]);
+	ib = inbox_new(OWN, st);
+	struct message *kept = inbox_first(ib);
+	ok(kept && kept->orphan && strcmp(kept->id, ids[2]) == 0, "kept reply loaded");
+	is_str(kept->source_id, PEER, "its peer taken from the path");
+	is_int(inbox_add_rows(ib, rows(2, 5)), 1, "only the fifth is new");
+	struct message *m = inbox_find(ib, ids[2]);
 	ok(m && m->state == MSG_POSTING, "the answered row waits for its kept reply");
-	m = inbox_next_queued(&ib, 0);
+	m = inbox_next_queued(ib, 0);
 	ok(m && strcmp(m->id, ids[4]) == 0, "the fifth is handed out");
-	inbox_open(&ib, m, 0);
-	inbox_answer(&ib, m, xstrdup("/workspaces/" PEER "/a2a"), xstrdup("{}"));
-	inbox_done(&ib, m);
-	is_int(ib.unsaved_replies, 0, "a reply posted before a save needs none");
-	is_str(ib.cursor, ids[1], "cursor held by the posting reply");
-	inbox_orphan_done(&ib, ib.orphans);
-	is_str(ib.cursor, ids[4], "kept reply posted: cursor moves over all");
-	is_int(inbox_unfinished(&ib), 0, "window empty");
+	inbox_open(ib, m, 0);
+	inbox_answer(ib, m, xstrdup("/workspaces/" PEER "/a2a"), xstrdup("{}"));
+	inbox_done(ib, m);
+	is_int(inbox_unsaved_replies(ib), 0, "a reply posted before a save needs none");
+	is_str(inbox_cursor(ib), ids[1], "cursor held by the posting reply");
+	inbox_orphan_done(ib, kept);
+	is_str(inbox_cursor(ib), ids[4], "kept reply posted: cursor moves over all");
+	is_int(inbox_unfinished(ib), 0, "window empty");
 
 	/* Notify echoes are never handed out, and the cursor passes them. */
 	jv r = jv_array_append(jv_array(), row("bbbbbbbb-0000-4000-8000-000000000001", NULL, "notify"));
-	is_int(inbox_add_rows(&ib, r), 0, "notify echo not queued");
-	is_str(ib.cursor, "bbbbbbbb-0000-4000-8000-000000000001", "cursor passes the echo");
+	is_int(inbox_add_rows(ib, r), 0, "notify echo not queued");
+	is_str(inbox_cursor(ib), "bbbbbbbb-0000-4000-8000-000000000001", "cursor passes the echo");
 
 	/* Already seen (recent): a replay after a re-seed does not hand it out again. */
-	inbox_reseed(&ib);
-	is_str(ib.fetch_cursor, "", "re-seed replays by time");
-	is_int(inbox_add_rows(&ib, rows(4, 5)), 0, "recently done row not handed out again");
+	inbox_reseed(ib);
+	is_str(inbox_fetch_cursor(ib), "", "re-seed replays by time");
+	is_int(inbox_add_rows(ib, rows(4, 5)), 0, "recently done row not handed out again");
 
 	/* Bad rows are skipped and do not stop the others. */
 	r = jv_parse("[{\"id\":\"../../etc\"},{\"id\":\"cccccccc-0000-4000-8000-000000000001\",\"source_id\":\"x/../y\"},7]");
 	r = jv_array_append(r, row("cccccccc-0000-4000-8000-000000000002", NULL, "message/send"));
-	is_int(inbox_add_rows(&ib, r), 1, "only the good row is queued");
-	m = inbox_next_queued(&ib, 0);
+	is_int(inbox_add_rows(ib, r), 1, "only the good row is queued");
+	m = inbox_next_queued(ib, 0);
 	ok(m && m->source_id == NULL, "canvas message has no source");
 
 	/* Retry: back in the queue, not before the given time. */
-	inbox_open(&ib, m, 0);
-	inbox_requeue(&ib, m, 5000);
-	ok(inbox_next_queued(&ib, 4999) == NULL, "not handed out before its time");
-	ok(inbox_next_queued(&ib, 5000) == m, "handed out again after");
-	is_int(inbox_next_due(&ib, 1000), 4000, "due time reported");
-	inbox_free(&ib);
+	inbox_open(ib, m, 0);
+	inbox_requeue(ib, m, 5000);
+	ok(inbox_next_queued(ib, 4999) == NULL, "not handed out before its time");
+	ok(inbox_next_queued(ib, 5000) == m, "handed out again after");
+	is_int(inbox_next_due(ib, 1000), 4000, "due time reported");
+	inbox_free(ib);
 	jv_free(st);
 
 	/* Bodies. */

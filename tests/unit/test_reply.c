@@ -7,6 +7,8 @@
 #include <jv.h>
 
 #include "tap.h"
+#include "parts.h"
+#include "linebuf.h"
 #include "reply.h"
 #include "jqprog.h"
 #include "util.h"
@@ -437,7 +439,6 @@ static void test_jqprog(void)
 
 int main(void)
 {
-	plan(98);
 	test_linebuf();
 	test_reply_parse();
 	test_parts_text();

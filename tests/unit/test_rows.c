@@ -1,18 +1,12 @@
-/* test_emit.c: unit tests for rows to message lines, row ordering and the output channel. */
+/* test_rows.c: unit tests for activity rows: parsing, order, and rows to message lines. */
 #include <config.h>
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <jv.h>
 
 #include "tap.h"
-#include "emit.h"
+#include "rows.h"
 #include "util.h"
 
 #define OWN  "22222222-2222-4222-8222-222222222222"
@@ -46,11 +40,11 @@ static char *dump(jv v /* consumed */)
 	return s;
 }
 
-/* message_from_row on a row given in single-quote JSON; compares the compact
+/* rows_message on a row given in single-quote JSON; compares the compact
  * dump (key order included) with want, also in single-quote JSON. */
 static void message_is(const char *row, const char *want, const char *name)
 {
-	jv m = message_from_row(parse_q(row), OWN);
+	jv m = rows_message(parse_q(row), OWN);
 	char *w = q(want);
 	if (!jv_is_valid(m)) {
 		jv msg = jv_invalid_get_msg(m);
@@ -68,7 +62,7 @@ static void message_is(const char *row, const char *want, const char *name)
 /* The row is rejected with a message containing want. */
 static void message_invalid(jv row, const char *want, const char *name)
 {
-	jv m = message_from_row(row, OWN);
+	jv m = rows_message(row, OWN);
 	if (jv_is_valid(m)) {
 		ok(0, "%s (accepted)", name);
 		jv_free(m);
@@ -83,7 +77,7 @@ static void message_invalid(jv row, const char *want, const char *name)
 	jv_free(msg);
 }
 
-static void test_message_from_row(void)
+static void test_rows_message(void)
 {
 	message_is(
 		"{'id':'" ROW "','workspace_id':'" OWN "','activity_type':'a2a_receive','source_id':null,"
@@ -270,198 +264,55 @@ static void test_rows_sort(void)
 	is_str(got, "", "null sorts to []");
 	free(got);
 
-	ok(timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02Z") == 0, "timestamp_cmp: equal");
-	ok(timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000Z") == 0,
-		"timestamp_cmp: trailing zeros do not matter");
-	ok(timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000001Z") < 0,
-		"timestamp_cmp: whole second before a fraction");
-	ok(timestamp_cmp("2026-04-30T10:15:02.12Z", "2026-04-30T10:15:02.123Z") < 0,
-		"timestamp_cmp: .12 before .123");
-	ok(timestamp_cmp("2026-04-30T10:15:02.9Z", "2026-04-30T10:15:03Z") < 0,
-		"timestamp_cmp: .9 before the next second");
-	ok(timestamp_cmp("2026-05-01T00:00:00Z", "2026-04-30T23:59:59.999Z") > 0, "timestamp_cmp: dates");
-	ok(timestamp_cmp("b", "a") > 0 && timestamp_cmp("", "2026") < 0, "timestamp_cmp: other strings by strcmp");
+	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02Z") == 0, "rows_timestamp_cmp: equal");
+	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000Z") == 0,
+		"rows_timestamp_cmp: trailing zeros do not matter");
+	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000001Z") < 0,
+		"rows_timestamp_cmp: whole second before a fraction");
+	ok(rows_timestamp_cmp("2026-04-30T10:15:02.12Z", "2026-04-30T10:15:02.123Z") < 0,
+		"rows_timestamp_cmp: .12 before .123");
+	ok(rows_timestamp_cmp("2026-04-30T10:15:02.9Z", "2026-04-30T10:15:03Z") < 0,
+		"rows_timestamp_cmp: .9 before the next second");
+	ok(rows_timestamp_cmp("2026-05-01T00:00:00Z", "2026-04-30T23:59:59.999Z") > 0, "rows_timestamp_cmp: dates");
+	ok(rows_timestamp_cmp("b", "a") > 0 && rows_timestamp_cmp("", "2026") < 0, "rows_timestamp_cmp: other strings by strcmp");
 }
 
-/* ---- output channel --------------------------------------------------- */
-
-static bool fd_open(int fd)
+static void test_rows_oldest_first(void)
 {
-	return fcntl(fd, F_GETFD) != -1;
+	const char *newest_first = "[{'id':'b','created_at':'2026-04-30T10:15:02Z'},{'id':'a','created_at':'2026-04-30T10:15:01Z'}]";
+	char *got = ids_of(rows_oldest_first(parse_q(newest_first), true));
+	is_str(got, "a,b", "a replay by time (newest first) is sorted oldest first");
+	free(got);
+	got = ids_of(rows_oldest_first(parse_q(newest_first), false));
+	is_str(got, "b,a", "a page after a cursor keeps the platform's order");
+	free(got);
 }
 
-/* Reads what fd has now into b (fd non-blocking), until EAGAIN or EOF. */
-static void read_some(int fd, struct buf *b)
+static void test_rows_parse(void)
 {
-	char tmp[65536];
-	ssize_t n;
-	while ((n = read(fd, tmp, sizeof tmp)) > 0)
-		buf_append(b, tmp, (size_t)n);
-}
-
-/* Queues count lines of about 100 bytes each; returns what was queued. */
-static char *queue_lines(struct outchan *oc, int count)
-{
-	struct buf all = {0};
-	char line[128];
-	for (int i = 0; i < count; i++) {
-		int n = snprintf(line, sizeof line, "{\"n\":%06d,\"pad\":\"%080d\"}", i, 0);
-		outchan_queue(oc, line, (size_t)n);
-		buf_append(&all, line, (size_t)n);
-		buf_append(&all, "\n", 1);
-	}
-	return all.p;
-}
-
-/* Writes into a full pipe or socket without blocking, then lets the reader
- * drain it and checks everything arrived in order. */
-static void fill_then_drain(struct outchan *oc, int reader, const char *what)
-{
-	char *want = queue_lines(oc, 20000); /* 2 MB: more than any pipe or socket buffer */
-	size_t total = strlen(want);
-	size_t left = outchan_flush(oc);
-	ok(left > 0 && left < total, "%s: a full reader leaves %zu of %zu bytes pending, without blocking",
-		what, left, total);
-	ok(outchan_want_write(oc), "%s: wants to write", what);
-	ok(!oc->broken, "%s: not broken", what);
-
-	fcntl(reader, F_SETFL, fcntl(reader, F_GETFL) | O_NONBLOCK);
-	struct buf got = {0};
-	for (int rounds = 0; rounds < 100000 && (outchan_flush(oc) > 0 || got.len < total); rounds++)
-		read_some(reader, &got);
-	read_some(reader, &got);
-	char name[80];
-	snprintf(name, sizeof name, "%s: flush completes once the reader drains", what);
-	is_int((long long)oc->pending.len, 0, name);
-	ok(got.len == total && memcmp(got.p, want, total) == 0, "%s: every byte arrived, in order (%zu of %zu)",
-		what, got.len, total);
-	ok(!outchan_want_write(oc), "%s: nothing more to write", what);
-	buf_free(&got);
-	free(want);
-}
-
-static void test_outchan(void)
-{
-	struct outchan oc;
-	int p[2];
-
-	/* An inherited (blocking) pipe: reopened privately, non-blocking. */
-	if (pipe(p) != 0)
-		abort();
-	outchan_init(&oc, p[1]);
-	ok(oc.own_fd && oc.nonblock && oc.fd != p[1], "a blocking pipe is reopened through /proc");
-	ok(!(fcntl(p[1], F_GETFL) & O_NONBLOCK), "the inherited descriptor stays blocking");
-	ok(fcntl(oc.fd, F_GETFL) & O_NONBLOCK, "the private one is non-blocking");
-	ok(fcntl(oc.fd, F_GETFD) & FD_CLOEXEC, "the private one is close-on-exec");
-	fill_then_drain(&oc, p[0], "pipe");
-	int own = oc.fd;
-	outchan_close(&oc);
-	ok(!fd_open(own) && fd_open(p[1]), "close closes the private descriptor, not the inherited one");
-	close(p[0]);
-	close(p[1]);
-
-	/* The reader goes away. */
-	if (pipe(p) != 0)
-		abort();
-	outchan_init(&oc, p[1]);
-	close(p[0]);
-	outchan_queue(&oc, "lost", 4);
-	size_t left = outchan_flush(&oc);
-	ok(oc.broken && oc.error == EPIPE, "a closed pipe sets broken with EPIPE");
-	is_int((long long)left, 5, "what could not be written stays counted");
-	ok(!outchan_want_write(&oc), "a broken channel does not want to write");
-	outchan_queue(&oc, "more", 4);
-	is_int((long long)oc.pending.len, 5, "lines queued after it broke are dropped");
-	outchan_close(&oc);
-	close(p[1]);
-
-	/* The reader was gone before we started: whether or not the reopen
-	 * through /proc succeeds, the first write finds out. */
-	if (pipe(p) != 0)
-		abort();
-	close(p[0]);
-	outchan_init(&oc, p[1]);
-	outchan_queue(&oc, "x", 1);
-	outchan_flush(&oc);
-	ok(oc.broken && oc.error == EPIPE, "a pipe without a reader at start: broken on first write");
-	outchan_close(&oc);
-	ok(fd_open(p[1]), "and the inherited descriptor is left open");
-	close(p[1]);
-
-	/* A pipe we made ourselves (a co-process's stdin) is used as it is. */
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
-		abort();
-	outchan_init(&oc, p[1]);
-	ok(!oc.own_fd && oc.nonblock && oc.fd == p[1], "an O_NONBLOCK pipe is used directly");
-	fill_then_drain(&oc, p[0], "own pipe");
-	outchan_close(&oc);
-	ok(fd_open(p[1]), "and not closed by outchan_close");
-	close(p[0]);
-	close(p[1]);
-
-	/* A socket: send with MSG_DONTWAIT, the descriptor's flags untouched. */
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, p) != 0)
-		abort();
-	outchan_init(&oc, p[0]);
-	ok(oc.is_socket && oc.nonblock && !oc.own_fd, "a socket is written with send");
-	ok(!(fcntl(p[0], F_GETFL) & O_NONBLOCK), "the socket stays blocking");
-	fill_then_drain(&oc, p[1], "socket");
-	close(p[1]);
-	outchan_queue(&oc, "x", 1);
-	outchan_flush(&oc);
-	ok(oc.broken && oc.error == EPIPE, "a socket whose peer closed is broken");
-	outchan_close(&oc);
-	close(p[0]);
-
-	/* A regular file is written whole. */
-	char path[] = "/tmp/test_emit.XXXXXX";
-	int fd = mkstemp(path);
-	if (fd < 0)
-		abort();
-	unlink(path);
-	outchan_init(&oc, fd);
-	ok(oc.regular && !oc.nonblock && !oc.own_fd, "a regular file is written plainly");
-	char *want = queue_lines(&oc, 500);
-	is_int((long long)outchan_flush(&oc), 0, "a regular file takes everything in one flush");
-	struct buf got = {0};
-	lseek(fd, 0, SEEK_SET);
-	read_some(fd, &got);
-	ok(got.len == strlen(want) && memcmp(got.p, want, got.len) == 0, "the file holds every line");
-	buf_free(&got);
-	free(want);
-	outchan_close(&oc);
-	ok(fd_open(fd), "the file descriptor is left open");
-	close(fd);
-
-	/* Anything else (a terminal; here /dev/null) gets PIPE_BUF per flush. */
-	fd = open("/dev/null", O_WRONLY);
-	outchan_init(&oc, fd);
-	want = queue_lines(&oc, 100);
-	size_t total = strlen(want);
-	free(want);
-	ok(!oc.nonblock && !oc.regular, "a character device is written plainly");
-	is_int((long long)outchan_flush(&oc), (long long)(total - PIPE_BUF), "one flush writes PIPE_BUF bytes");
-	while (outchan_flush(&oc) > 0)
-		;
-	is_int((long long)oc.pending.len, 0, "repeated flushes write the rest");
-	outchan_close(&oc);
-	close(fd);
-
-	outchan_init(&oc, -1);
-	outchan_queue(&oc, "x", 1);
-	ok(oc.broken && oc.error == EBADF && !outchan_want_write(&oc), "a bad descriptor is broken from the start");
-	outchan_close(&oc);
+	static const char page[] = "[{\"id\":\"x\"}]";
+	jv rows = rows_parse(page, sizeof page - 1);
+	is_int(jv_get_kind(rows), JV_KIND_ARRAY, "an array answer is the rows");
+	jv_free(rows);
+	static const char obj[] = "{\"rows\":[]}";
+	rows = rows_parse(obj, sizeof obj - 1);
+	jv msg = jv_invalid_get_msg(rows);
+	is_str(jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : NULL,
+	       "activity answer is a JSON object, not an array", "an object answer is refused, naming its kind");
+	jv_free(msg);
+	static const char junk[] = "[1,";
+	rows = rows_parse(junk, sizeof junk - 1);
+	msg = jv_invalid_get_msg(rows);
+	ok(jv_get_kind(msg) == JV_KIND_STRING && strncmp(jv_string_value(msg), "activity answer is not JSON (", 29) == 0 &&
+	   !strchr(jv_string_value(msg), '\n'), "a broken answer is refused on one line");
+	jv_free(msg);
 }
 
 int main(void)
 {
-	/* As in the program: a gone reader shows as EPIPE, not as a signal. And
-	 * a blocking write would hang the test: fail it instead. */
-	signal(SIGPIPE, SIG_IGN);
-	alarm(60);
-	plan(80);
-	test_message_from_row();
+	test_rows_message();
 	test_rows_sort();
-	test_outchan();
+	test_rows_oldest_first();
+	test_rows_parse();
 	return done_testing();
 }

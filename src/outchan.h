@@ -1,31 +1,11 @@
-/* emit.h: activity rows to message lines (DESIGN.md's shape), ordering, and the
- * non-blocking output channel the lines are written to. */
-#ifndef MC_EMIT_H
-#define MC_EMIT_H
+/* outchan.h: a non-blocking output channel for whole lines (stdout or a handler's stdin). */
+#ifndef MC_OUTCHAN_H
+#define MC_OUTCHAN_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <jv.h>
 #include "util.h"
-
-/* Builds the message object for one activity row (row consumed):
- * {"id","workspace_id","source_id","origin","method","text","parts","message_id",
- *  "context_id","task_id","created_at","request"}
- * origin: "canvas" when source_id is null, else "agent". text joins the text parts
- * (kind or type). Missing pieces become null ("parts": [] when none). Never aborts
- * on odd input: checks every kind first. Returns jv_invalid_with_msg on a row that
- * is not an object or whose id is not a UUID. */
-jv message_from_row(jv row, const char *own_id);
-
-/* Sorts an array of rows by created_at ascending (timestamp_cmp; rows without
- * one go first), stable: equal timestamps keep their input order. Consumed.
- * Not an array: []. */
-jv rows_sort(jv rows);
-
-/* Orders two RFC 3339 timestamps of the same zone: strcmp, except that the
- * fractions of a second compare as numbers (Go trims their trailing zeros, so
- * "10:00:02Z" < "10:00:02.5Z" and "...02.12Z" < "...02.123Z"). */
-int timestamp_cmp(const char *a, const char *b);
 
 /* An output channel: whole lines are queued and written without ever blocking
  * the loop. For a pipe, the fd is reopened through /proc/self/fd with O_NONBLOCK

@@ -1,0 +1,67 @@
+/* dispatch.h: messages handed to the handler, its reply lines read back, and the outcome of each post. */
+#ifndef MC_DISPATCH_H
+#define MC_DISPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jv.h>
+
+#include "linebuf.h"
+#include "outchan.h"
+
+struct bridge;
+struct pollset;
+
+#define DISPATCH_LINE_MAX (4u << 20)   /* a reply line: 4 MiB, above the 1 MiB post cap */
+#define DISPATCH_POST_MAX (1u << 20)   /* the platform's request body cap */
+#define DISPATCH_ERROR_TEXT_MAX 500    /* of a handler's error, in the error reply */
+
+struct dispatch {
+	struct jqprog *filter, *reply_filter;
+	struct outchan out;      /* message lines: stdout or the co-process's stdin */
+	int in_fd;               /* reply lines: stdin or the co-process's stdout; -1: none */
+	bool in_eof;
+	bool in_nonblock;        /* in_fd is ours and non-blocking: drain it */
+	struct linebuf lb;
+	long line_no;
+	long handed_out;
+	int in_slot;             /* this turn's pollset slot of in_fd, -1: not watched */
+	bool out_watched;
+};
+
+/* Compiles --filter and --reply-filter. false: reported. */
+bool dispatch_setup(struct bridge *b);
+/* Sets up stdout and stdin as the channels of the filter mode. */
+void dispatch_open_stdio(struct bridge *b);
+void dispatch_free(struct bridge *b);
+
+/* The handler can take a message now (the window and the backend allow). */
+bool dispatch_ready(struct bridge *b);
+/* Hands out every message that is due while the handler can take one. */
+void dispatch_hand_out(struct bridge *b, int64_t now);
+/* One reply (consumed), as if read on a line: the --exec result. */
+void dispatch_reply(struct bridge *b, jv reply);
+/* The outbox's callback once a reply is posted or refused for good. */
+void dispatch_settled(void *ctx, const char *msg_id, bool ok, const char *why);
+
+/* The co-process's pipes become the channels (to_fd: its stdin). */
+void dispatch_attach(struct bridge *b, int to_fd, int from_fd);
+/* It is gone: no channels until the next attach. */
+void dispatch_detach(struct bridge *b);
+/* Reply bytes read elsewhere (what a dead co-process printed). */
+void dispatch_feed(struct bridge *b, const char *data, size_t n);
+/* End of that input: a last line without a newline still counts. */
+void dispatch_feed_end(struct bridge *b);
+/* Message lines are waiting to be written. */
+bool dispatch_writing(const struct bridge *b);
+/* Closes the message channel (end of input for the co-process). */
+void dispatch_close_output(struct bridge *b);
+
+/* Each turn: writes what a non-blocking channel takes, and notices a reader gone. */
+void dispatch_flush(struct bridge *b);
+/* The descriptors to wait on, and what to do when they are ready. */
+void dispatch_watch(struct bridge *b, struct pollset *ps);
+void dispatch_service(struct bridge *b, const struct pollset *ps);
+
+#endif

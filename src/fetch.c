@@ -1,0 +1,218 @@
+/* fetch.c: the activity fetch: when to poll, the fetch window and its byte bound, the page cap, and each page's rows. */
+#include <config.h>
+
+#include <stdlib.h>
+
+#include "bridge.h"
+#include "http.h"
+#include "inbox.h"
+#include "log.h"
+#include "outbox.h"
+#include "platform.h"
+#include "rows.h"
+#include "util.h"
+
+#define REPLAY_SECS_MAX 2592000L          /* --since-secs' own bound: 30 days */
+
+/* ---- the rules -------------------------------------------------------- */
+
+long fetch_window_for(long max_inflight, long row_bytes)
+{
+	long w = max_inflight, fit = row_bytes > 0 ? FETCH_WINDOW_BYTES / row_bytes : w;
+	if (fit < w)
+		w = fit > 0 ? fit : 1;
+	return w;
+}
+
+bool fetch_room_for(long window, long unfinished, bool backlog)
+{
+	long room = window - unfinished;
+	if (room <= 0)
+		return false;
+	if (!backlog)
+		return true;
+	return room >= (window + 1) / 2 || unfinished == 0;
+}
+
+long fetch_limit_for(bool cold, long room, long row_bytes, long page_cap)
+{
+	long limit;
+	if (cold) {
+		limit = FETCH_COLD_LIMIT;
+	} else {
+		limit = room;
+		if (limit > FETCH_MAX_LIMIT)
+			limit = FETCH_MAX_LIMIT;
+		/* The size of the rows is not known yet: a small first page. */
+		if (row_bytes == 0 && limit > FETCH_FIRST_PAGE)
+			limit = FETCH_FIRST_PAGE;
+	}
+	if (page_cap && limit > page_cap)
+		limit = page_cap;
+	return limit;
+}
+
+/* ---- the running bridge ----------------------------------------------- */
+
+long fetch_window(struct bridge *b)
+{
+	return fetch_window_for(b->s->max_inflight, b->fetch.row_bytes);
+}
+
+static bool cold(struct bridge *b)
+{
+	return inbox_fetch_cursor(b->ib)[0] == '\0';
+}
+
+static bool want_more(struct bridge *b)
+{
+	if (b->s->max_messages && b->dispatch.handed_out + inbox_unfinished(b->ib) >= b->s->max_messages)
+		return false;
+	return !b->fetch.once_fetched;
+}
+
+static bool wanted(struct bridge *b)
+{
+	return !b->fetch.req && want_more(b) &&
+	       fetch_room_for(fetch_window(b), inbox_unfinished(b->ib), b->fetch.backlog);
+}
+
+/* A page too large to take is not asked for again as it was: on_poll asks
+ * for fewer rows. */
+static bool poll_retry(const struct http_resp *r)
+{
+	return !r->too_large && http_transient(r);
+}
+
+static void on_poll(void *ctx, const struct http_resp *r);
+
+static void start(struct bridge *b, int64_t now)
+{
+	struct fetcher *p = &b->fetch;
+	long secs = 0;
+	bool replay = cold(b);
+	if (replay) {
+		secs = b->s->since_secs;
+		if (p->cold_since) {
+			/* Still nothing seen: widen the window by the time spent waiting,
+			 * so nothing that arrived since the first replay is missed. */
+			secs += (now - p->cold_since) / 1000 + 2;
+			if (secs > REPLAY_SECS_MAX)
+				secs = REPLAY_SECS_MAX;
+		} else {
+			p->cold_since = now;
+		}
+	}
+	long limit = fetch_limit_for(replay, fetch_window(b) - inbox_unfinished(b->ib), p->row_bytes, p->page_cap);
+	char *path = platform_activity_path(b->s->workspace_id, replay ? NULL : inbox_fetch_cursor(b->ib), secs, limit);
+	struct http_opts o = {
+		.method = "GET", .path = path, .max_attempts = 0, .retry = poll_retry,
+		.done = on_poll, .ctx = b,
+	};
+	p->req = http_start(b->h, &o);
+	p->limit = limit;
+	p->next = now + (int64_t)(b->s->interval * 1000);
+	p->cold_since = replay ? p->cold_since : 0;
+	p->failures = 0;
+	free(path);
+}
+
+static void on_poll(void *ctx, const struct http_resp *r)
+{
+	struct bridge *b = ctx;
+	struct fetcher *p = &b->fetch;
+	p->req = NULL;
+	int64_t now = now_ms();
+	bool replay = cold(b);
+	if (r->status == 410) {
+		log_warn("the platform no longer knows the cursor (HTTP 410, pruned?): replaying the last %ld s", b->s->since_secs);
+		inbox_reseed(b->ib);
+		p->cold_since = 0;
+		p->next = now;
+		return;
+	}
+	if (r->too_large && p->limit > 1) {
+		/* More than the bridge takes in one answer: the same page in halves,
+		 * until one goes through. */
+		p->page_cap = p->limit / 2;
+		log_warn("a page of %ld activity rows is larger than 64 MiB: asking for %ld at a time", p->limit,
+			 p->page_cap);
+		p->next = now;
+		return;
+	}
+	if (r->status < 200 || r->status >= 300) {
+		char *why = platform_describe(r);
+		if (!p->polled_once && (r->status == 401 || r->status == 403 || r->status == 404)) {
+			log_error("reading the activity of workspace %s refused (%s): %s", b->s->workspace_id, why,
+				  r->status == 404 ? "check --api-url and, on a multi-tenant platform, --org-id"
+						   : "check MOLECULE_WORKSPACE_TOKEN or --token-file");
+			free(why);
+			bridge_stop(b, MC_EXIT_ERROR, "activity refused");
+			return;
+		}
+		p->failures++;
+		log_warn("poll failed (%s)", why);
+		free(why);
+		p->next = now + backoff_ms(p->failures, 1000, 60000);
+		return;
+	}
+	jv rows = rows_parse(r->body, r->len);
+	if (!jv_is_valid(rows)) {
+		jv msg = jv_invalid_get_msg(rows);
+		log_error("%s", jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "bad activity answer");
+		jv_free(msg);
+		p->failures++;
+		p->next = now + backoff_ms(p->failures, 1000, 60000);
+		return;
+	}
+	p->polled_once = true;
+	p->page_cap = 0;
+	int n = jv_array_length(jv_copy(rows));
+	if (n > 0)
+		p->row_bytes = (long)(r->len / (size_t)n);
+	rows = rows_oldest_first(rows, replay);
+	if (replay && n >= p->limit)
+		log_warn("more than %ld messages in the replay window: older ones are not replayed", p->limit);
+	int queued = inbox_add_rows(b->ib, rows);
+	log_debug("poll: %d rows, %d new messages", n, queued);
+	p->backlog = !replay && n >= p->limit;
+	if (p->backlog) {
+		/* A full page: more is waiting. Fetch again as soon as the window has
+		 * room for a useful page, not after the poll interval. */
+		p->next = now;
+	}
+	if (!replay && n == 0)
+		inbox_caught_up(b->ib);
+	if (b->s->once)
+		p->once_fetched = true;
+	outbox_touch(b->ob);
+}
+
+void fetch_tick(struct bridge *b, int64_t now)
+{
+	if (now >= b->fetch.next && wanted(b))
+		start(b, now);
+}
+
+int64_t fetch_next_wakeup(struct bridge *b, int64_t now)
+{
+	return wanted(b) ? b->fetch.next - now : -1;
+}
+
+void fetch_wake(struct bridge *b, int64_t at)
+{
+	b->fetch.next = at;
+}
+
+void fetch_cancel(struct bridge *b)
+{
+	if (b->fetch.req) {
+		http_cancel(b->h, b->fetch.req);
+		b->fetch.req = NULL;
+	}
+}
+
+bool fetch_finished(const struct bridge *b)
+{
+	return b->fetch.once_fetched && !b->fetch.req;
+}

@@ -1,0 +1,60 @@
+/* fetch.h: the activity fetch: when to poll, how many rows to ask for (window, byte bound, page cap), what a page brings. */
+#ifndef MC_FETCH_H
+#define MC_FETCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct bridge;
+struct http_req;
+
+/* Rows per replay-by-time page: the platform's cap. The replay comes newest
+ * first and cannot be paged back, so anything smaller would drop the oldest
+ * messages of a larger backlog inside the --since-secs window. */
+#define FETCH_COLD_LIMIT 500
+#define FETCH_MAX_LIMIT 500                /* the platform's page cap */
+#define FETCH_WINDOW_BYTES (4L << 20)      /* the fetch window holds about this much activity at most */
+#define FETCH_FIRST_PAGE 4                 /* rows asked for while their size is unknown */
+
+struct fetcher {
+	struct http_req *req;    /* the poll in flight, or NULL */
+	int64_t next;            /* when the next poll is due */
+	int64_t cold_since;      /* a replay by time has found nothing since then (0: none) */
+	long limit;              /* the page size asked for: a full page means more may wait */
+	long row_bytes;          /* average size of an activity row in the last page (0: none yet) */
+	long page_cap;           /* at most this many rows a page after one too large to take (0: none) */
+	bool backlog;            /* the last page was full */
+	bool polled_once;        /* a poll has succeeded (401/403/404 are fatal before) */
+	bool once_fetched;       /* --once: the one poll is done */
+	int failures;
+};
+
+/* The rules, as functions of their inputs. */
+
+/* The fetch window: max_inflight messages, fewer when rows of row_bytes
+ * (0: unknown) would hold more than FETCH_WINDOW_BYTES; at least one. */
+long fetch_window_for(long max_inflight, long row_bytes);
+/* Room enough to poll with unfinished messages in a window: any room, but
+ * while a backlog drains half a window (or an empty one), so each request
+ * brings a useful page rather than one row. */
+bool fetch_room_for(long window, long unfinished, bool backlog);
+/* Rows to ask for. cold (no cursor: a replay by time): FETCH_COLD_LIMIT.
+ * Else the room in the window, at most FETCH_MAX_LIMIT, and FETCH_FIRST_PAGE
+ * while the size of a row is unknown (row_bytes 0). Never above page_cap
+ * (0: none), set after a page too large to take. */
+long fetch_limit_for(bool cold, long room, long row_bytes, long page_cap);
+
+/* The same for the running bridge. */
+long fetch_window(struct bridge *b);
+/* Starts a poll when one is due, wanted and has room. */
+void fetch_tick(struct bridge *b, int64_t now);
+/* Milliseconds until the next poll is due, or -1 when none is wanted. */
+int64_t fetch_next_wakeup(struct bridge *b, int64_t now);
+/* Poll at `at` (now_ms() terms) rather than later. */
+void fetch_wake(struct bridge *b, int64_t at);
+/* Drops the poll in flight: its rows stay on the platform, the cursor has not moved past them. */
+void fetch_cancel(struct bridge *b);
+/* --once: the one fetch is done and nothing more is coming. */
+bool fetch_finished(const struct bridge *b);
+
+#endif
