@@ -140,6 +140,14 @@ static void on_poll(void *ctx, const struct http_resp *r)
 		p->next = now;
 		return;
 	}
+	char *org = platform_org_refusal(r, b->s->org_id);
+	if (org) {
+		/* A configuration error: no retry mends it. */
+		log_error("reading the activity of workspace %s refused: %s", b->s->workspace_id, org);
+		free(org);
+		bridge_stop(b, MC_EXIT_USAGE, "org id refused");
+		return;
+	}
 	if (r->status < 200 || r->status >= 300) {
 		char *why = platform_describe(r);
 		if (!p->polled_once && (r->status == 401 || r->status == 403 || r->status == 404)) {

@@ -155,6 +155,22 @@ char *platform_describe(const struct http_resp *r)
 	return out;
 }
 
+char *platform_org_refusal(const struct http_resp *r, const char *org_id)
+{
+	if (r->status == 404 && r->len == 0)
+		return org_id ? xasprintf("the platform knows no org \"%.100s\" (a bare HTTP 404): check MOLECULE_ORG_ID or --org-id",
+					  org_id)
+			      : xstrdup("the platform answers a bare HTTP 404: on a multi-tenant platform, set MOLECULE_ORG_ID or --org-id");
+	if (r->status != 400 || r->len == 0 || r->len >= 65536)
+		return NULL;
+	jv v = jv_parse_sized(r->body, (int)r->len);
+	jv code = json_field(v, "code");
+	bool tenant = jv_get_kind(code) == JV_KIND_STRING && strcmp(jv_string_value(code), "TENANT_ORG_HEADER_REQUIRED") == 0;
+	jv_free(code);
+	jv_free(v);
+	return tenant ? xstrdup("the platform is multi-tenant and needs an org id: set MOLECULE_ORG_ID or --org-id") : NULL;
+}
+
 char *platform_adopted_token(const char *body, size_t len)
 {
 	if (len == 0 || len > 65536)

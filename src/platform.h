@@ -32,6 +32,12 @@ char *platform_notify_body(jv parts);
 struct http_resp;
 char *platform_describe(const struct http_resp *r);
 
+/* A refusal that only the org id can mend: 400 TENANT_ORG_HEADER_REQUIRED (no
+ * org header where the platform is multi-tenant) or a bare 404 with an empty
+ * body (an org id it does not know). Returns what to tell the user (caller
+ * frees), naming MOLECULE_ORG_ID and --org-id, or NULL for any other answer. */
+char *platform_org_refusal(const struct http_resp *r, const char *org_id);
+
 /* The "auth_token" of a register answer, or NULL (caller frees). */
 char *platform_adopted_token(const char *body, size_t len);
 

@@ -267,7 +267,7 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 		if (row($n) | has("request_body")) then error("the no_body row has a body") else . end
 		| line($p; $peer; "agent"; "line one\nline two"; $parts; "ctx-1"; "task-1"),
 		  line($c; null; "canvas"; "typed in the canvas";
-		       [{kind: "text", text: "typed in the canvas"}]; null; null),
+		       [{kind: "text", text: "typed in the canvas"}]; "canvas-" + $ws; null),
 		  line($n; $peer; "agent"; ""; []; null; null),
 		  line($t; $peer; "agent"; "old sender"; [{type: "text", text: "old sender"}]; null; null)')
 	[ "${#want[@]}" -eq 4 ]
@@ -278,7 +278,7 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	done
 	# Compact: the lines are exactly what jq -c makes of them.
 	assert_eq "$(cat "$T/out")" "$(printf '%s\n' "${got[@]}")" "compact lines"
-	assert_eq "$(jq -c '.request.params.metadata' <<<"${got[1]}")" '{"history":[]}' "canvas metadata"
+	assert_eq "$(jq -c '.request.params.metadata.source' <<<"${got[1]}")" '"canvas_user"' "canvas metadata"
 
 	# Every one of them can be acked, the body-less row included: the cursor passes them all.
 	for id in "$peer_id" "$canvas_id" "$nobody_id" "$typed_id"; do
@@ -486,7 +486,7 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	assert_eq "$(jq -r .id "$T/seen" | tr '\n' ' ')" "${ids[2]} ${ids[3]} ${ids[4]} " "handed out next"
 }
 
-@test "org id: sent as X-Molecule-Org-Id end to end; without it, exit 1 naming the org id" {
+@test "org id: sent as X-Molecule-Org-Id end to end; without it or with a wrong one, exit 2 naming the org id" {
 	local org=org-7f3a
 	fake_stop
 	fake_start --rate-limit 0 --org-id "$org"
@@ -510,11 +510,18 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	assert_eq "$RUN_STATUS" 0 "exit status with MOLECULE_ORG_ID"
 	assert_eq "$(bridge_posts a2a 'map({status, org: .headers["x-molecule-org-id"], text: .body.params.message.parts[0].text})')" \
 		"[{\"status\":200,\"org\":\"$org\",\"text\":\"echo: second\"}]" "a2a post with MOLECULE_ORG_ID"
-	# Without it the platform answers a bare 404 to the poll: a start-up error.
+	# Without it the platform answers 400 TENANT_ORG_HEADER_REQUIRED, with a wrong
+	# one a bare 404: configuration errors, not retried.
 	STATE_DIR=$T/state-no-org
 	bridge_run
-	assert_eq "$RUN_STATUS" 1 "exit status without an org id"
-	grep 'molecule-connect: error:' "$T/run.err" | grep -Eiq 'org[ _-]?id' ||
+	assert_eq "$RUN_STATUS" 2 "exit status without an org id"
+	grep 'molecule-connect: error:' "$T/run.err" | grep -q 'MOLECULE_ORG_ID or --org-id' ||
+		{ cat "$T/run.err"; return 1; }
+	[ ! -s "$T/run.out" ]
+	STATE_DIR=$T/state-wrong-org
+	bridge_run --org-id org-wrong
+	assert_eq "$RUN_STATUS" 2 "exit status with a wrong org id"
+	grep 'molecule-connect: error:' "$T/run.err" | grep -q 'no org "org-wrong"' ||
 		{ cat "$T/run.err"; return 1; }
 	[ ! -s "$T/run.out" ]
 }
