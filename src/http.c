@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <time.h>
 #include "http.h"
 #include "log.h"
@@ -164,6 +165,15 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
 	return len;
 }
 
+/* Every socket close-on-exec: a handler started later must not hold it. */
+static int on_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)clientp;
+	(void)purpose;
+	fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+	return CURL_SOCKOPT_OK;
+}
+
 static void req_launch(struct http *h, struct http_req *r)
 {
 	/* A finished handle, reset, costs less than a new one at every poll. */
@@ -224,6 +234,7 @@ static void req_launch(struct http *h, struct http_req *r)
 #endif
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_socket);
 	if (r->body) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);

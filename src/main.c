@@ -22,7 +22,9 @@ static int standard_fds_open(bool *stdout_closed)
 			continue;
 		if (fd == STDOUT_FILENO)
 			*stdout_closed = true;
-		int nfd = open("/dev/null", O_RDWR);
+		/* A handler's stdin and stdout are always its own pipes; its stderr
+		 * is ours, so a parked 2 must survive exec. */
+		int nfd = open("/dev/null", O_RDWR | (fd == STDERR_FILENO ? 0 : O_CLOEXEC));
 		if (nfd != fd) {
 			if (nfd >= 0)
 				close(nfd);
