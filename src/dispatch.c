@@ -19,6 +19,7 @@
 #include "parts.h"
 #include "platform.h"
 #include "reply.h"
+#include "route.h"
 #include "util.h"
 
 /* ---- set-up ----------------------------------------------------------- */
@@ -81,7 +82,8 @@ bool dispatch_ready(struct bridge *b)
 	case MODE_FILTER:
 		return !b->dispatch.out.broken;
 	case MODE_COPROC:
-		return coproc_ready(b) && !b->dispatch.out.broken;
+		/* Under --per each conversation's readiness is the route's to judge. */
+		return b->s->per_by != PER_NONE || coproc_ready(b);
 	case MODE_EXEC:
 		return exec_ready(b);
 	}
@@ -92,7 +94,9 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 {
 	struct dispatch *d = &b->dispatch;
 	struct message *m;
-	while (b->phase == PH_RUN && dispatch_ready(b) && (m = inbox_next_queued(b->ib, now))) {
+	struct route r;
+	route_begin(&r, now);
+	while (b->phase == PH_RUN && dispatch_ready(b) && (m = route_next(b, &r))) {
 		if (b->s->max_messages && d->handed_out >= b->s->max_messages)
 			break;
 		jv outs;
@@ -109,6 +113,7 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 				int64_t delay = backoff_ms(m->handouts + 1, 1000, 60000);
 				m->handouts++;
 				inbox_requeue(b->ib, m, now + delay);
+				route_skip(b, &r, m);
 				continue;
 			}
 		} else {
@@ -121,17 +126,25 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 			inbox_open(b->ib, m, now);
 			inbox_done(b->ib, m);
 			outbox_touch(b->ob);
+			route_restart(&r);
 			continue;
 		}
 		inbox_open(b->ib, m, now);
-		if (b->mode == MODE_EXEC) {
+		switch (b->mode) {
+		case MODE_EXEC:
 			exec_start(b, m, jv_array_get(outs, 0));
-			continue;
+			break;
+		case MODE_COPROC:
+			coproc_give(b, r.co, m, outs);
+			break;
+		case MODE_FILTER:
+			jv_array_foreach(outs, i, o)
+				outchan_queue_json(&d->out, o);
+			jv_free(outs);
+			break;
 		}
-		jv_array_foreach(outs, i, o)
-			outchan_queue_json(&d->out, o);
-		jv_free(outs);
 	}
+	route_end(b, &r);
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -196,7 +209,7 @@ void dispatch_reply(struct bridge *b, jv v)
 			return;
 		}
 	} else {
-		m = inbox_oldest_open(b->ib);
+		m = coproc_oldest_open(b);
 		if (!m) {
 			reply_error(b, "a reply without \"id\" but no message is waiting for one");
 			reply_free(&r);
@@ -204,7 +217,7 @@ void dispatch_reply(struct bridge *b, jv v)
 		}
 	}
 	int64_t now = now_ms();
-	coproc_answered(b);
+	coproc_answered(b, m);
 	switch (r.kind) {
 	case REPLY_TEXT:
 	case REPLY_PARTS:
@@ -277,14 +290,9 @@ static void on_line(void *ctx, const char *line, size_t len, bool too_long)
 	dispatch_reply(b, v);
 }
 
-void dispatch_feed(struct bridge *b, const char *data, size_t n)
+void dispatch_line(void *ctx, const char *line, size_t len, bool too_long)
 {
-	linebuf_feed(&b->dispatch.lb, data, n, on_line, b);
-}
-
-void dispatch_feed_end(struct bridge *b)
-{
-	linebuf_finish(&b->dispatch.lb, on_line, b);
+	on_line(ctx, line, len, too_long);
 }
 
 static void read_input(struct bridge *b)
@@ -297,7 +305,7 @@ static void read_input(struct bridge *b)
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n = read(d->in_fd, chunk, sizeof chunk);
 		if (n > 0) {
-			dispatch_feed(b, chunk, (size_t)n);
+			linebuf_feed(&d->lb, chunk, (size_t)n, on_line, b);
 			if (!nonblock || (size_t)n < sizeof chunk || d->in_fd < 0)
 				return;
 			continue;
@@ -308,12 +316,8 @@ static void read_input(struct bridge *b)
 			return;
 		if (n < 0)
 			log_error("reading replies: %s", strerror(errno));
-		dispatch_feed_end(b);
+		linebuf_finish(&d->lb, on_line, b);
 		d->in_eof = true;
-		if (b->mode == MODE_COPROC) {
-			coproc_output_closed(b);
-			return;
-		}
 		bridge_drain(b, "end of input", true);
 		return;
 	}
@@ -332,36 +336,6 @@ void dispatch_settled(void *ctx, const char *msg_id, bool ok, const char *why)
 }
 
 /* ---- the channels ----------------------------------------------------- */
-
-void dispatch_attach(struct bridge *b, int to_fd, int from_fd)
-{
-	struct dispatch *d = &b->dispatch;
-	outchan_close(&d->out);
-	outchan_init(&d->out, to_fd);
-	d->in_fd = from_fd;
-	d->in_nonblock = true;
-	d->in_eof = false;
-	linebuf_free(&d->lb);
-	linebuf_init(&d->lb, DISPATCH_LINE_MAX);
-}
-
-void dispatch_detach(struct bridge *b)
-{
-	struct dispatch *d = &b->dispatch;
-	outchan_close(&d->out);
-	d->in_fd = -1;
-	d->in_eof = true;
-}
-
-bool dispatch_writing(const struct bridge *b)
-{
-	return outchan_want_write(&b->dispatch.out);
-}
-
-void dispatch_close_output(struct bridge *b)
-{
-	outchan_close(&b->dispatch.out);
-}
 
 void dispatch_flush(struct bridge *b)
 {

@@ -73,6 +73,17 @@ const struct option_spec options_specs[] = {
 	{ .long_name = "restart-limit", .arg = "N", .dflt = "5", .kind = K_COUNT,
 	  .offset = FIELD(restart_limit), .min = 0, .max = 1000,
 	  .help = "consecutive failed co-process restarts before giving up (0..1000)" },
+	{ .long_name = "per", .arg = "KEY", .kind = K_STRING, .offset = FIELD(per),
+	  .help = "one co-process (or one --exec command at a time) per conversation: peer or context" },
+	{ .long_name = "max-procs", .arg = "N", .dflt = "8", .kind = K_COUNT,
+	  .offset = FIELD(max_procs), .min = 1, .max = 256,
+	  .help = "--per: co-processes alive at once (1..256)" },
+	{ .long_name = "idle-exit", .arg = "SECS", .dflt = "600", .kind = K_SECONDS,
+	  .offset = FIELD(idle_exit), .min = 0, .max = 86400,
+	  .help = "--per: end the input of a co-process quiet for SECS, 0 never (0..86400)" },
+	{ .long_name = "reply-timeout", .arg = "SECS", .kind = K_SECONDS,
+	  .offset = FIELD(reply_timeout), .min = 0, .max = 86400,
+	  .help = "restart a co-process that holds one message longer than SECS, 0 never (0..86400)" },
 	{ .long_name = "once", .kind = K_FLAG, .offset = FIELD(once),
 	  .help = "handle what is waiting now, drain and exit" },
 	{ .long_name = "max-messages", .arg = "N", .kind = K_COUNT, .offset = FIELD(max_messages),
@@ -441,12 +452,18 @@ void options_print(const struct settings *s)
 		printf("mode: coprocess\ncommand: %s\n", jv_string_value(dumped));
 		jv_free(dumped);
 		printf("restart_limit: %ld\n", s->restart_limit);
+		if (s->per)
+			printf("per: %s\nmax_procs: %ld\nidle_exit: %g\n", s->per, s->max_procs, s->idle_exit);
+		else
+			printf("per: (none)\n");
+		printf("reply_timeout: %g\n", s->reply_timeout);
 	} else if (s->exec) {
 		printf("mode: exec\n");
 		print_quoted("exec", s->exec);
 		printf("exec_input: %s\n", s->exec_input == EXEC_INPUT_JSON ? "json" : "text");
 		printf("exec_timeout: %g\n", s->exec_timeout);
 		printf("concurrency: %ld\n", s->concurrency);
+		printf("per: %s\n", s->per ? s->per : "(none)");
 	} else {
 		printf("mode: filter\n");
 	}
@@ -473,6 +490,7 @@ void settings_free(struct settings *s)
 			free(*a);
 	free(s->command);
 	free(s->exec);
+	free(s->per);
 	memset(s, 0, sizeof *s);
 	s->agent_card = jv_invalid();
 }
