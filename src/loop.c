@@ -18,6 +18,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "outbox.h"
+#include "route.h"
 #include "state.h"
 #include "util.h"
 
@@ -227,7 +228,7 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 		wait = wait_min(wait, session_next_wakeup(b, now));
 		wait = wait_min(wait, fetch_next_wakeup(b, now));
 		if (dispatch_ready(b))
-			wait = wait_min(wait, inbox_next_due(b->ib, now));
+			wait = wait_min(wait, route_next_due(b, now));
 	} else if (b->phase == PH_DRAIN) {
 		wait = wait_min(wait, b->drain_deadline - now);
 		wait = wait_min(wait, session_next_wakeup(b, now));

@@ -86,6 +86,20 @@ struct message *route_next(struct bridge *b, struct route *r)
 	return inbox_next_queued(b->ib, r->now);
 }
 
+int64_t route_next_due(struct bridge *b, int64_t now)
+{
+	if (b->s->per_by == PER_NONE)
+		return inbox_next_due(b->ib, now);
+	/* A message due now that the last pass did not hand out waits for its
+	 * conversation, which an event (a reply, an exit) frees: only a message
+	 * not due yet needs a timer. */
+	int64_t wait = -1;
+	for (struct message *m = inbox_first(b->ib); m; m = inbox_next(b->ib, m))
+		if (!m->orphan && m->state == MSG_QUEUED && m->not_before > now)
+			wait = wait_min(wait, m->not_before - now);
+	return wait;
+}
+
 void route_skip(struct bridge *b, struct route *r, struct message *m)
 {
 	if (b->s->per_by == PER_NONE)

@@ -29,6 +29,9 @@ void route_begin(struct route *r, int64_t now);
  * has room (dispatch_ready). In co-process mode r->co is the one to give it to
  * (started for it if its conversation had none). */
 struct message *route_next(struct bridge *b, struct route *r);
+/* Milliseconds until a queued message may be handed out that could not be
+ * now, or -1 (the loop's timer while the handler can take messages). */
+int64_t route_next_due(struct bridge *b, int64_t now);
 /* The message route_next returned was not handed out: its conversation waits. */
 void route_skip(struct bridge *b, struct route *r, struct message *m);
 /* The queue changed under the walk (a message was done at once): start over. */

@@ -468,3 +468,55 @@ per_max_alive() {
 	run "$MC_BIN" --dry-run --per peer --exec cat "$WS_ID"
 	[[ "$output" == *$'concurrency: 1\nper: peer'* ]] || { echo "$output"; false; }
 }
+
+# per_polls FILE: the poll(2) calls strace recorded in FILE so far.
+per_polls() {
+	grep -cE '^p?poll\(' "$1" || true
+}
+
+# per_stop_traced: PR_PID is strace: SIGTERM to the bridge it runs, then wait for both.
+per_stop_traced() {
+	kill -TERM "$(pgrep -P "$PR_PID" | head -n 1)"
+	per_wait_exit 20
+}
+
+@test "--per: waiting for a busy conversation or for a slot wakes on events, it does not spin" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here"
+	local before after
+	# --exec: A's second command waits for its first, with room in --concurrency.
+	per_queue "$A" "gate:w" >/dev/null
+	per_queue "$A" a2 >/dev/null
+	PER_T=$T strace -o "$T/trace" -e trace=poll,ppoll "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" \
+		--interval 0.05 --heartbeat 1 --per peer --concurrency 4 --exec-input json --exec '
+		text=$(jq -r .text); echo "start $text" >>"$PER_T/log"
+		case $text in gate:*) while [ ! -e "$PER_T/gate-${text#gate:}" ]; do sleep 0.02; done ;; esac
+		echo "done $text"' "$WS_ID" </dev/null >"$T/out" 2>>"$T/err" 3>&- &
+	PR_PID=$!
+	wait_until 10 per_log_count '^start gate:w$' 1
+	before=$(per_polls "$T/trace")
+	nap 1
+	after=$(per_polls "$T/trace")
+	# Polling the platform every 50 ms is a few hundred; spinning, tens of thousands.
+	[ $((after - before)) -lt 1500 ] || { echo "$((after - before)) polls in a second" >&2; false; }
+	touch "$T/gate-w"
+	wait_until 10 per_count "$A" 2
+	per_stop_traced
+
+	# Co-processes: B waits for the one slot A holds.
+	: >"$T/log"
+	per_queue "$A" "gate:v" >/dev/null
+	per_queue "$B" b1 >/dev/null
+	strace -o "$T/trace2" -e trace=poll,ppoll "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" \
+		--interval 0.05 --heartbeat 1 --per peer --max-procs 1 "$WS_ID" -- "$T/h" \
+		</dev/null >"$T/out" 2>>"$T/err" 3>&- &
+	PR_PID=$!
+	wait_until 10 per_log_count "^start peer:$A " 1
+	before=$(per_polls "$T/trace2")
+	nap 1
+	after=$(per_polls "$T/trace2")
+	[ $((after - before)) -lt 1500 ] || { echo "$((after - before)) polls in a second" >&2; false; }
+	touch "$T/gate-v"
+	wait_until 10 per_count "$B" 1
+	per_stop_traced
+}
