@@ -168,6 +168,18 @@ per_max_alive() {
 	assert_eq "$(per_replies "$B" | paste -sd,)" "1 b1,2 b2" "replies to B"
 }
 
+@test "--per: the heartbeat's active_tasks counts the messages out across all conversations" {
+	per_queue "$A" "gate:h" >/dev/null
+	per_queue "$B" "gate:h" >/dev/null
+	per_queue "$B" b2 >/dev/null
+	per_start_bridge --per peer "$WS_ID" -- "$T/h"
+	wait_until 10 per_log_count '^start ' 2
+	wait_until 10 eval 'posts heartbeat "$WS_ID" | jq -e ".[-1].body.active_tasks == 3" >/dev/null'
+	touch "$T/gate-h"
+	wait_until 10 per_count "$B" 2
+	wait_until 10 eval 'posts heartbeat "$WS_ID" | jq -e ".[-1].body.active_tasks == 0" >/dev/null'
+}
+
 @test "--per context: keyed by context id, else by peer; the environment says which" {
 	per_queue "$A" x1 '"context_id":"ctx-1"' >/dev/null
 	per_queue "$B" x2 '"context_id":"ctx-1"' >/dev/null
