@@ -5,51 +5,20 @@
 # in JSON logs.
 
 load helpers
+load background
 
 setup() {
-	bridge_setup
-	SD=$T/state
-	HD_PID=""
+	bg_setup
 }
 
 teardown() {
-	hd_stop_bridge || true
+	bg_stop || true
 	[ -z "${HD_UNIQUE:-}" ] || pkill -KILL -f "^sleep $HD_UNIQUE\$" || true
 	fake_stop
 	# A sanitizer build reports on the bridge's stderr.
 	if grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/err" 2>/dev/null; then
 		return 1
 	fi
-}
-
-# hd_start_bridge ARGS...: starts the bridge in the background with fast settings
-# (stdout in $T/out, stderr added to $T/err); HD_PID.
-hd_start_bridge() {
-	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" --interval 0.05 --heartbeat 1 \
-		"$@" </dev/null >"$T/out" 2>>"$T/err" 3>&- &
-	HD_PID=$!
-}
-
-# hd_wait_exit SECS: waits for the bridge to end; its status in HD_RC. Fails (after
-# SIGKILL) when it still runs after SECS.
-hd_wait_exit() {
-	if ! wait_until "$1" eval '! proc_alive "$HD_PID"' >/dev/null; then
-		echo "the bridge still runs after $1 s" >&2
-		kill -KILL "$HD_PID" 2>/dev/null
-		wait "$HD_PID" 2>/dev/null
-		HD_PID=""
-		return 1
-	fi
-	HD_RC=0
-	wait "$HD_PID" || HD_RC=$?
-	HD_PID=""
-}
-
-# hd_stop_bridge: SIGTERM, then the exit status in HD_RC.
-hd_stop_bridge() {
-	[ -n "$HD_PID" ] || return 0
-	kill -TERM "$HD_PID" 2>/dev/null || true
-	hd_wait_exit 20
 }
 
 # hd_queue TEXT [EXTRA_FIELDS]: queues one message from the peer; prints its row id.
@@ -93,7 +62,7 @@ hd_procs() {
 	local first second
 	first=$(hd_queue stuck)
 	second=$(hd_queue fine)
-	hd_start_bridge --exec-timeout 1 --exec \
+	bg_start --exec-timeout 1 --exec \
 		"if [ \"\$(cat)\" = stuck ]; then echo hi; sleep $HD_UNIQUE & else echo done; fi" "$WS_ID"
 	# The shell exits at once; its background sleep holds the output open.
 	wait_until 10 hd_procs 1
@@ -102,20 +71,20 @@ hd_procs() {
 	# The timeout killed the whole group: the sleep went with it.
 	wait_until 5 hd_procs 0
 	wait_until 10 state_file_has '.last_since_id == $id' --arg id "$second"
-	hd_stop_bridge
-	assert_eq "$HD_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 }
 
 @test "--exec: what a finished command left running in its group is stopped with the bridge" {
 	HD_UNIQUE="1000.$RANDOM$RANDOM"
 	hd_queue detach >/dev/null
 	# The sleep does not hold the command's output: the command is done at once.
-	hd_start_bridge --drain-timeout 1 --exec "sleep $HD_UNIQUE >/dev/null 2>&1 & echo started" "$WS_ID"
+	bg_start --drain-timeout 1 --exec "sleep $HD_UNIQUE >/dev/null 2>&1 & echo started" "$WS_ID"
 	wait_until 10 hd_reply_count 1
 	assert_eq "$(hd_replies)" started
 	hd_procs 1
-	hd_stop_bridge
-	assert_eq "$HD_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 	hd_procs 0
 }
 
@@ -135,9 +104,9 @@ hd_procs() {
 	EOF
 	chmod +x "$T/handler"
 	hd_queue one >/dev/null
-	hd_start_bridge --once "$WS_ID" -- "$T/handler"
-	hd_wait_exit 15
-	assert_eq "$HD_RC" 0
+	bg_start --once "$WS_ID" -- "$T/handler"
+	bg_wait_exit 15
+	assert_eq "$BG_RC" 0
 	assert_eq "$(hd_replies)" "echo: one"
 	assert_eq "$(paste -sd, "$T/events")" "eof,cleaned" "what the handler did after its input ended"
 }
@@ -155,11 +124,11 @@ hd_procs() {
 	EOF
 	chmod +x "$T/handler"
 	hd_queue ignored >/dev/null
-	hd_start_bridge --drain-timeout 1 "$WS_ID" -- "$T/handler"
+	bg_start --drain-timeout 1 "$WS_ID" -- "$T/handler"
 	wait_until 10 hd_procs 1
-	kill -TERM "$HD_PID"
-	hd_wait_exit 15
-	assert_eq "$HD_RC" 0
+	kill -TERM "$BG_PID"
+	bg_wait_exit 15
+	assert_eq "$BG_RC" 0
 	assert_eq "$(paste -sd, "$T/events")" "eof,term" "end of input came first, then SIGTERM"
 	# SIGKILL took the group: its child too.
 	hd_procs 0
@@ -179,14 +148,11 @@ hd_procs() {
 	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" strace -o "$T/trace" -e trace=nanosleep,clock_nanosleep \
 		"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" --interval 0.05 --heartbeat 1 \
 		--drain-timeout 0.5 "$WS_ID" -- "$T/handler" </dev/null >"$T/out" 2>>"$T/err" 3>&- &
-	HD_PID=$!
+	BG_PID=$!
 	wait_until 10 eval '[ "$(posts register | jq length)" -ge 1 ]' >/dev/null
-	local bridge
-	bridge=$(pgrep -P "$HD_PID" -x molecule-connec || pgrep -P "$HD_PID")
-	kill -TERM "$bridge"
 	# strace ends with the bridge: end of input, 0.5 s, SIGTERM, 2 s, SIGKILL.
-	hd_wait_exit 15
-	assert_eq "$HD_RC" 0
+	bg_stop_traced
+	assert_eq "$BG_RC" 0
 	grep -q '+++ exited with 0 +++' "$T/trace" || { tail "$T/trace" >&2; false; }
 	run grep -cE '^(clock_)?nanosleep\(' "$T/trace"
 	assert_eq "$output" 0 "sleeps while stopping"
@@ -205,17 +171,17 @@ hd_procs() {
 @test "--exec nosuchcmd: exit 127 naming the command, no message done; a fixed command answers them all" {
 	local ids
 	ids=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":3,\"text\":\"m{n}\"}")
-	hd_start_bridge --concurrency 2 --exec nosuchcmd-xyz "$WS_ID"
-	hd_wait_exit 15
-	assert_eq "$HD_RC" 127 "exit status"
+	bg_start --concurrency 2 --exec nosuchcmd-xyz "$WS_ID"
+	bg_wait_exit 15
+	assert_eq "$BG_RC" 127 "exit status"
 	grep -q "error: --exec: the command cannot be run (exit status 127: not found)" "$T/err"
 	grep -q "nosuchcmd-xyz" "$T/err"
 	hd_reply_count 0
 	# shellcheck disable=SC2086 # one id a word
 	hd_not_done $ids
-	hd_start_bridge --once --exec 'echo "ok: $(cat)"' "$WS_ID"
-	hd_wait_exit 15
-	assert_eq "$HD_RC" 0
+	bg_start --once --exec 'echo "ok: $(cat)"' "$WS_ID"
+	bg_wait_exit 15
+	assert_eq "$BG_RC" 0
 	assert_eq "$(hd_replies | paste -sd,)" "ok: m1,ok: m2,ok: m3"
 }
 
@@ -223,11 +189,11 @@ hd_procs() {
 	hd_queue good >/dev/null
 	hd_queue bad >/dev/null
 	hd_queue good >/dev/null
-	hd_start_bridge --exec 'if [ "$(cat)" = bad ]; then nosuchcmd-xyz; else echo fine; fi' "$WS_ID"
+	bg_start --exec 'if [ "$(cat)" = bad ]; then nosuchcmd-xyz; else echo fine; fi' "$WS_ID"
 	wait_until 10 hd_reply_count 3
 	assert_eq "$(hd_replies | paste -sd,)" "fine,error: exit status 127,fine"
-	hd_stop_bridge
-	assert_eq "$HD_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 }
 
 @test "a co-process that is not executable: exit 126, nothing done, nothing restarted" {
@@ -235,9 +201,9 @@ hd_procs() {
 	chmod 644 "$T/handler"
 	local id
 	id=$(hd_queue hello)
-	hd_start_bridge "$WS_ID" -- "$T/handler"
-	hd_wait_exit 10
-	assert_eq "$HD_RC" 126 "exit status"
+	bg_start "$WS_ID" -- "$T/handler"
+	bg_wait_exit 10
+	assert_eq "$BG_RC" 126 "exit status"
 	grep -q "error: cannot start $T/handler: Permission denied" "$T/err"
 	hd_not_done "$id"
 }
@@ -247,9 +213,9 @@ hd_procs() {
 	chmod 755 "$T/handler"
 	local id
 	id=$(hd_queue hello)
-	hd_start_bridge "$WS_ID" -- "$T/handler"
-	hd_wait_exit 10
-	assert_eq "$HD_RC" 127 "exit status"
+	bg_start "$WS_ID" -- "$T/handler"
+	bg_wait_exit 10
+	assert_eq "$BG_RC" 127 "exit status"
 	grep -q "error: cannot start $T/handler: the interpreter named on its first line (#!) is missing" "$T/err"
 	hd_not_done "$id"
 }
@@ -264,9 +230,9 @@ hd_procs() {
 	chmod +x "$T/handler"
 	local ids
 	ids=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":2,\"text\":\"m{n}\"}")
-	hd_start_bridge --restart-limit 5 "$WS_ID" -- "$T/handler"
-	hd_wait_exit 10
-	assert_eq "$HD_RC" 127 "exit status"
+	bg_start --restart-limit 5 "$WS_ID" -- "$T/handler"
+	bg_wait_exit 10
+	assert_eq "$BG_RC" 127 "exit status"
 	assert_eq "$(wc -l <"$T/starts")" 1 "starts: not restarted"
 	grep -q "error: handler $T/handler cannot be run (exit status 127)" "$T/err"
 	# shellcheck disable=SC2086 # one id a word
@@ -283,27 +249,27 @@ hd_procs() {
 	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" --interval 0.05 --heartbeat 1 --log-format json \
 		"$WS_ID" -- sh -c 'echo $$ >"$0"; exec jq -c --unbuffered "{id, text: \"ok\"}"' "$T/pid.coproc" \
 		</dev/null >"$T/out" 2>>"$T/err" 3>&- &
-	HD_PID=$!
+	BG_PID=$!
 	exec 7<&-
 	wait_until 10 hd_reply_count 1
 	assert_eq "$(ls "/proc/$(cat "$T/pid.coproc")/fd" | sort -n | paste -sd' ')" "0 1 2" "a co-process's descriptors"
 	# The bridge's own: its lock, signalfd, pipes, libcurl's sockets, all close-on-exec.
 	local fd flags open=0
-	for fd in /proc/"$HD_PID"/fdinfo/*; do
+	for fd in /proc/"$BG_PID"/fdinfo/*; do
 		[ "${fd##*/}" -gt 2 ] || continue
 		flags=$(awk '/^flags:/ { print $2 }' "$fd")
 		open=$((open + 1))
 		(((8#$flags & 8#2000000) != 0)) || {
-			echo "descriptor ${fd##*/} is not close-on-exec: $(readlink "/proc/$HD_PID/fd/${fd##*/}")" >&2
+			echo "descriptor ${fd##*/} is not close-on-exec: $(readlink "/proc/$BG_PID/fd/${fd##*/}")" >&2
 			false
 		}
 	done
 	[ "$open" -ge 4 ] || { echo "only $open descriptors looked at" >&2; false; }
-	hd_stop_bridge
+	bg_stop
 
 	hd_queue two >/dev/null
 	exec 7</dev/null
-	HD_DIR=$T hd_start_bridge --exec 'echo $$ >"$HD_DIR/pid.exec"; exec sleep 600' "$WS_ID"
+	HD_DIR=$T bg_start --exec 'echo $$ >"$HD_DIR/pid.exec"; exec sleep 600' "$WS_ID"
 	exec 7<&-
 	wait_until 10 test -s "$T/pid.exec"
 	assert_eq "$(ls "/proc/$(cat "$T/pid.exec")/fd" | sort -n | paste -sd' ')" "0 1 2" "an --exec command's descriptors"
@@ -323,10 +289,10 @@ hd_procs() {
 	EOF
 	chmod +x "$T/handler"
 	hd_queue one >/dev/null
-	hd_start_bridge --log-format json "$WS_ID" -- "$T/handler"
+	bg_start --log-format json "$WS_ID" -- "$T/handler"
 	wait_until 10 hd_reply_count 1
-	hd_stop_bridge
-	assert_eq "$HD_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 	# Every line of the bridge's stderr is a JSON object.
 	jq -e -s 'all(type == "object")' "$T/err" >/dev/null || { cat "$T/err" >&2; false; }
 	local h='select(.handler == $h)'
@@ -341,9 +307,9 @@ hd_procs() {
 	# --exec commands' stderr the same way.
 	: >"$T/err"
 	hd_queue two >/dev/null
-	hd_start_bridge --log-format json --exec 'echo "exec stderr marker" >&2; echo ok' "$WS_ID"
+	bg_start --log-format json --exec 'echo "exec stderr marker" >&2; echo ok' "$WS_ID"
 	wait_until 10 hd_reply_count 2
-	hd_stop_bridge
+	bg_stop
 	jq -e -s 'all(type == "object")' "$T/err" >/dev/null || { cat "$T/err" >&2; false; }
 	jq -e -s 'any(.handler == "--exec" and .msg == "exec stderr marker")' "$T/err" >/dev/null
 }

@@ -5,11 +5,10 @@
 # and bounded processes and descriptors.
 
 load helpers
+load background
 
 setup() {
-	bridge_setup
-	SD=$T/state
-	PR_PID=""
+	bg_setup
 	A=$PEER_ID
 	new_peer >/dev/null
 	B=$PEER_ID
@@ -17,7 +16,7 @@ setup() {
 }
 
 teardown() {
-	per_stop_bridge || true
+	bg_stop || true
 	# Handlers a killed bridge left behind (they end at end of input or a gate).
 	touch "$T"/gate-* 2>/dev/null || true
 	fake_stop
@@ -59,34 +58,6 @@ per_handler() {
 		echo "exit \$key" >>"$T/log"
 	EOF
 	chmod +x "$T/h"
-}
-
-# per_start_bridge ARGS...: the bridge in the background (stdout $T/out, stderr
-# appended to $T/err); PR_PID.
-per_start_bridge() {
-	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" --interval 0.05 --heartbeat 1 \
-		"$@" </dev/null >"$T/out" 2>>"$T/err" 3>&- &
-	PR_PID=$!
-}
-
-# per_wait_exit SECS: waits for the bridge to end; its status in PR_RC.
-per_wait_exit() {
-	if ! wait_until "$1" eval '! proc_alive "$PR_PID"' >/dev/null; then
-		echo "the bridge still runs after $1 s" >&2
-		kill -KILL "$PR_PID" 2>/dev/null
-		wait "$PR_PID" 2>/dev/null
-		PR_PID=""
-		return 1
-	fi
-	PR_RC=0
-	wait "$PR_PID" || PR_RC=$?
-	PR_PID=""
-}
-
-per_stop_bridge() {
-	[ -n "$PR_PID" ] || return 0
-	kill -TERM "$PR_PID" 2>/dev/null || true
-	per_wait_exit 20
 }
 
 # per_queue FROM TEXT [EXTRA_FIELDS]: one message from FROM (a peer id or null).
@@ -135,7 +106,7 @@ per_max_alive() {
 	done
 	per_queue null "c1" >/dev/null
 	per_queue null "c2" >/dev/null
-	per_start_bridge --per peer "$WS_ID" -- "$T/h"
+	bg_start --per peer "$WS_ID" -- "$T/h"
 	wait_until 10 per_count "$A" 3
 	wait_until 10 per_count "$B" 3
 	wait_until 10 eval '[ "$(posts notify | jq length)" -eq 2 ]'
@@ -147,8 +118,8 @@ per_max_alive() {
 	per_log_count "^start peer:$A " 1
 	per_log_count "^start peer:$B " 1
 	per_log_count "^start canvas " 1
-	per_stop_bridge
-	assert_eq "$PR_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 	# Each got end of input and finished.
 	per_log_count "^eof " 3
 }
@@ -158,7 +129,7 @@ per_max_alive() {
 	per_queue "$A" "a2" >/dev/null
 	per_queue "$B" "b1" >/dev/null
 	per_queue "$B" "b2" >/dev/null
-	per_start_bridge --per peer "$WS_ID" -- "$T/h"
+	bg_start --per peer "$WS_ID" -- "$T/h"
 	# B is answered while A's first message is still being worked on.
 	wait_until 10 per_count "$B" 2
 	assert_eq "$(per_replies "$A" | wc -l)" 0 "replies to A before its gate opens"
@@ -172,7 +143,7 @@ per_max_alive() {
 	per_queue "$A" "gate:h" >/dev/null
 	per_queue "$B" "gate:h" >/dev/null
 	per_queue "$B" b2 >/dev/null
-	per_start_bridge --per peer "$WS_ID" -- "$T/h"
+	bg_start --per peer "$WS_ID" -- "$T/h"
 	wait_until 10 per_log_count '^start ' 2
 	wait_until 10 eval 'posts heartbeat "$WS_ID" | jq -e ".[-1].body.active_tasks == 3" >/dev/null'
 	touch "$T/gate-h"
@@ -185,7 +156,7 @@ per_max_alive() {
 	per_queue "$B" x2 '"context_id":"ctx-1"' >/dev/null
 	per_queue "$A" y1 '"context_id":"ctx-2"' >/dev/null
 	per_queue "$A" "no context" >/dev/null
-	per_start_bridge --per context "$WS_ID" -- "$T/h"
+	bg_start --per context "$WS_ID" -- "$T/h"
 	wait_until 10 per_count "$A" 3
 	wait_until 10 per_count "$B" 1
 	# One conversation across both peers in ctx-1: B's message is its second.
@@ -207,7 +178,7 @@ per_max_alive() {
 
 @test "--idle-exit: a quiet co-process gets end of input; its next message starts it again, same session id" {
 	per_queue "$A" one >/dev/null
-	per_start_bridge --per peer --idle-exit 0.3 "$WS_ID" -- "$T/h"
+	bg_start --per peer --idle-exit 0.3 "$WS_ID" -- "$T/h"
 	wait_until 10 per_count "$A" 1
 	wait_until 10 per_log_count "^eof peer:$A\$" 1
 	per_queue "$A" two >/dev/null
@@ -223,12 +194,12 @@ per_max_alive() {
 		{ echo "session id: $session" >&2; false; }
 	assert_eq "$(per_env "$second" MOLECULE_SESSION_ID)" "$session" "session id of the second start"
 	assert_eq "$(per_env "$second" MOLECULE_CONVERSATION)" "peer:$A"
-	per_stop_bridge
+	bg_stop
 
 	# A restarted bridge: the same conversation has the same session id, another one another.
 	per_queue "$A" three >/dev/null
 	per_queue "$B" other >/dev/null
-	per_start_bridge --per peer "$WS_ID" -- "$T/h"
+	bg_start --per peer "$WS_ID" -- "$T/h"
 	wait_until 10 per_count "$A" 3
 	wait_until 10 per_count "$B" 1
 	local third b
@@ -245,7 +216,7 @@ per_max_alive() {
 	per_queue "$A" "gate:a" >/dev/null
 	per_queue "$B" "gate:b" >/dev/null
 	per_queue "$c" c1 >/dev/null
-	per_start_bridge --per peer --max-procs 2 "$WS_ID" -- "$T/h"
+	bg_start --per peer --max-procs 2 "$WS_ID" -- "$T/h"
 	wait_until 10 per_log_count '^start ' 2
 	# A and B are busy: C waits for a slot.
 	nap 0.3
@@ -273,7 +244,7 @@ per_max_alive() {
 	per_queue "$B" crash >/dev/null
 	per_queue "$B" b3 >/dev/null
 	# Each conversation fails once: one failure each is within --restart-limit 1.
-	per_start_bridge --per peer --restart-limit 1 "$WS_ID" -- "$T/h"
+	bg_start --per peer --restart-limit 1 "$WS_ID" -- "$T/h"
 	wait_until 10 per_count "$A" 2
 	# A crashed and restarted while B was busy: B's handler is the same process.
 	per_log_count "^start peer:$A " 2
@@ -284,17 +255,17 @@ per_max_alive() {
 	assert_eq "$(per_replies "$B" | paste -sd,)" "1 gate:b,1 crash,2 b3" "B: its first answered, the rest to its restart"
 	per_log_count "^start peer:$B " 2
 	grep -q "warning: handler $T/h for peer:$A ended (exit status 3)" "$T/err"
-	per_stop_bridge
-	assert_eq "$PR_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 
 	# A conversation that always fails gives up after 1 + --restart-limit starts,
 	# while the other one is answered.
 	: >"$T/log"
 	per_queue "$B" "still fine" >/dev/null
 	per_queue "$A" die-always >/dev/null
-	per_start_bridge --per peer --restart-limit 2 "$WS_ID" -- "$T/h"
-	per_wait_exit 20
-	assert_eq "$PR_RC" 4 "exit status: the handler's"
+	bg_start --per peer --restart-limit 2 "$WS_ID" -- "$T/h"
+	bg_wait_exit 20
+	assert_eq "$BG_RC" 4 "exit status: the handler's"
 	per_log_count "^start peer:$A " 3
 	grep -q "error: handler $T/h for peer:$A keeps failing" "$T/err"
 	per_replies "$B" | grep -qx "1 still fine"
@@ -304,7 +275,7 @@ per_max_alive() {
 	per_queue "$A" hang >/dev/null
 	per_queue "$A" after >/dev/null
 	per_queue "$B" b1 >/dev/null
-	per_start_bridge --per peer --reply-timeout 1 "$WS_ID" -- "$T/h"
+	bg_start --per peer --reply-timeout 1 "$WS_ID" -- "$T/h"
 	wait_until 15 per_count "$A" 2
 	assert_eq "$(per_replies "$A" | paste -sd,)" "error: timed out after 1 s,1 after" "replies to A"
 	per_log_count "^start peer:$A " 2
@@ -315,13 +286,13 @@ per_max_alive() {
 	hung=$(awk -v k="peer:$A" '$1 == "start" && $2 == k { print $3 }' "$T/log" | head -n 1)
 	wait_until 5 eval '! proc_alive "$hung"'
 	grep -q "held message .* for more than 1 s" "$T/err"
-	per_stop_bridge
+	bg_stop
 
 	# The same without --per: the one co-process is restarted.
 	: >"$T/log"
 	per_queue "$A" hang >/dev/null
 	per_queue "$A" next >/dev/null
-	per_start_bridge --reply-timeout 0.5 "$WS_ID" -- "$T/h"
+	bg_start --reply-timeout 0.5 "$WS_ID" -- "$T/h"
 	wait_until 15 per_count "$A" 4
 	assert_eq "$(per_replies "$A" | tail -n 2 | paste -sd,)" "error: timed out after 0.5 s,1 next"
 	per_log_count '^start ' 2
@@ -340,20 +311,20 @@ per_max_alive() {
 		per_queue "$A" "a$i" >/dev/null
 		per_queue "$c" "c$i" >/dev/null
 	done
-	per_start_bridge --per peer "$WS_ID" -- "$T/h"
+	bg_start --per peer "$WS_ID" -- "$T/h"
 	wait_until 10 per_count "$B" 3
 	wait_until 10 per_log_count '^start ' 3
-	kill -KILL "$PR_PID"
-	wait "$PR_PID" 2>/dev/null || true
-	PR_PID=""
+	kill -KILL "$BG_PID"
+	wait "$BG_PID" 2>/dev/null || true
+	BG_PID=""
 	# The orphaned handlers see end of input once the gate opens.
 	touch "$T/gate-x"
 	wait_until 10 per_log_count '^eof ' 3
-	per_start_bridge --per peer "$WS_ID" -- "$T/h"
+	bg_start --per peer "$WS_ID" -- "$T/h"
 	wait_until 15 per_count "$A" 3
 	wait_until 15 per_count "$c" 3
-	per_stop_bridge
-	assert_eq "$PR_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 	# At least once, and in order: the texts in the order first posted.
 	assert_eq "$(per_replies "$A" | cut -d' ' -f2- | awk '!seen[$0]++' | paste -sd,)" "gate:x,a2,a3" "replies to A"
 	assert_eq "$(per_replies "$c" | cut -d' ' -f2- | awk '!seen[$0]++' | paste -sd,)" "gate:x,c2,c3" "replies to C"
@@ -372,7 +343,7 @@ per_max_alive() {
 	for i in 1 2 3; do
 		per_queue "$B" "b$i" >/dev/null
 	done
-	PER_T=$T per_start_bridge --per peer --concurrency 4 --exec-input json --exec '
+	PER_T=$T bg_start --per peer --concurrency 4 --exec-input json --exec '
 		text=$(jq -r .text)
 		echo "start $MOLECULE_CONVERSATION $text" >>"$PER_T/log"
 		case $text in gate:*) while [ ! -e "$PER_T/gate-${text#gate:}" ]; do sleep 0.02; done ;; esac
@@ -390,7 +361,7 @@ per_max_alive() {
 		assert_eq "$(awk -v k="$conv" '$2 == k { print $1 }' "$T/log" | paste -sd' ')" \
 			"start exit start exit start exit" "commands of $conv"
 	done
-	per_stop_bridge
+	bg_stop
 
 	# --concurrency 1: the conversations take turns, never two at once.
 	: >"$T/log"
@@ -398,7 +369,7 @@ per_max_alive() {
 		per_queue "$A" "a$i" >/dev/null
 		per_queue "$B" "b$i" >/dev/null
 	done
-	PER_T=$T per_start_bridge --per peer --concurrency 1 --exec-input json --exec '
+	PER_T=$T bg_start --per peer --concurrency 1 --exec-input json --exec '
 		echo "start $MOLECULE_CONVERSATION" >>"$PER_T/log"; jq -r .text; echo "exit $MOLECULE_CONVERSATION" >>"$PER_T/log"' "$WS_ID"
 	wait_until 10 per_count "$A" 5
 	wait_until 10 per_count "$B" 5
@@ -419,10 +390,10 @@ per_max_alive() {
 		ids+=("$PEER_ID")
 		per_queue "$PEER_ID" "hello $i" >/dev/null
 	done
-	per_start_bridge --per peer --max-procs 4 --max-inflight 64 "$WS_ID" -- "$T/count"
+	bg_start --per peer --max-procs 4 --max-inflight 64 "$WS_ID" -- "$T/count"
 	wait_until 60 eval '[ "$(posts a2a | jq "[.[] | select(.status == 200)] | length")" -ge 50 ]'
 	local fds_at_end
-	fds_at_end=$(ls "/proc/$PR_PID/fd" | wc -l)
+	fds_at_end=$(ls "/proc/$BG_PID/fd" | wc -l)
 	# Every conversation was answered once.
 	for i in 0 9 49; do
 		assert_eq "$(per_replies "${ids[$i]}")" "1 hello $((i + 1))"
@@ -438,8 +409,8 @@ per_max_alive() {
 	# Its own dozen, three pipes a handler, a few sockets.
 	[ "$max_fds" -le $((12 + 3 * 4 + 6)) ] || { echo "$max_fds descriptors" >&2; false; }
 	[ "$fds_at_end" -le $((12 + 3 * 4 + 6)) ] || { echo "$fds_at_end descriptors at the end" >&2; false; }
-	per_stop_bridge
-	assert_eq "$PR_RC" 0
+	bg_stop
+	assert_eq "$BG_RC" 0
 	per_log_count '^exit ' 50
 }
 
@@ -486,51 +457,47 @@ per_polls() {
 	grep -cE '^p?poll\(' "$1" || true
 }
 
-# per_stop_traced: PR_PID is strace: SIGTERM to the bridge it runs, then wait for both.
-per_stop_traced() {
-	kill -TERM "$(pgrep -P "$PR_PID" | head -n 1)"
-	per_wait_exit 20
+# per_quiet_while_waiting TRACE: over a second in which nothing happens, the traced
+# bridge polls a few hundred times at most (the platform every 50 ms, heartbeats),
+# where spinning would be tens of thousands.
+per_quiet_while_waiting() {
+	local before after
+	before=$(per_polls "$1")
+	nap 1
+	after=$(per_polls "$1")
+	[ $((after - before)) -lt 1500 ] || { echo "$((after - before)) polls in a second" >&2; false; }
 }
 
 @test "--per: waiting for a busy conversation or for a slot wakes on events, it does not spin" {
 	command -v strace >/dev/null || skip "strace is not installed"
 	strace -o /dev/null true 2>/dev/null || skip "strace cannot trace here"
-	local before after
+	# LeakSanitizer cannot work under ptrace: a sanitizer build leaves it out here.
+	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+	local traced=(strace -o "$T/trace" -e trace=poll,ppoll "$MC_BIN" --api-url "$FAKE_URL"
+		--state-dir "$T/state" --interval 0.05 --heartbeat 1 --per peer)
 	# --exec: A's second command waits for its first, with room in --concurrency.
 	per_queue "$A" "gate:w" >/dev/null
 	per_queue "$A" a2 >/dev/null
-	# LeakSanitizer cannot work under ptrace: a sanitizer build leaves it out here.
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-	PER_T=$T strace -o "$T/trace" -e trace=poll,ppoll "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" \
-		--interval 0.05 --heartbeat 1 --per peer --concurrency 4 --exec-input json --exec '
+	PER_T=$T "${traced[@]}" --concurrency 4 --exec-input json --exec '
 		text=$(jq -r .text); echo "start $text" >>"$PER_T/log"
 		case $text in gate:*) while [ ! -e "$PER_T/gate-${text#gate:}" ]; do sleep 0.02; done ;; esac
 		echo "done $text"' "$WS_ID" </dev/null >"$T/out" 2>>"$T/err" 3>&- &
-	PR_PID=$!
+	BG_PID=$!
 	wait_until 10 per_log_count '^start gate:w$' 1
-	before=$(per_polls "$T/trace")
-	nap 1
-	after=$(per_polls "$T/trace")
-	# Polling the platform every 50 ms is a few hundred; spinning, tens of thousands.
-	[ $((after - before)) -lt 1500 ] || { echo "$((after - before)) polls in a second" >&2; false; }
+	per_quiet_while_waiting "$T/trace"
 	touch "$T/gate-w"
 	wait_until 10 per_count "$A" 2
-	per_stop_traced
+	bg_stop_traced
 
 	# Co-processes: B waits for the one slot A holds.
 	: >"$T/log"
 	per_queue "$A" "gate:v" >/dev/null
 	per_queue "$B" b1 >/dev/null
-	strace -o "$T/trace2" -e trace=poll,ppoll "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" \
-		--interval 0.05 --heartbeat 1 --per peer --max-procs 1 "$WS_ID" -- "$T/h" \
-		</dev/null >"$T/out" 2>>"$T/err" 3>&- &
-	PR_PID=$!
+	"${traced[@]}" --max-procs 1 "$WS_ID" -- "$T/h" </dev/null >"$T/out" 2>>"$T/err" 3>&- &
+	BG_PID=$!
 	wait_until 10 per_log_count "^start peer:$A " 1
-	before=$(per_polls "$T/trace2")
-	nap 1
-	after=$(per_polls "$T/trace2")
-	[ $((after - before)) -lt 1500 ] || { echo "$((after - before)) polls in a second" >&2; false; }
+	per_quiet_while_waiting "$T/trace"
 	touch "$T/gate-v"
 	wait_until 10 per_count "$B" 1
-	per_stop_traced
+	bg_stop_traced
 }
