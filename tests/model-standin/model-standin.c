@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,13 +53,16 @@ static _Noreturn void die(const char *fmt, ...)
 	exit(1);
 }
 
+static atomic_bool stopping; /* set at shutdown: waits end early */
+
+/* Waits s seconds, in steps short enough that a shutdown never waits for a delay. */
 static void sleep_s(double s)
 {
-	if (s <= 0)
-		return;
-	struct timespec ts = { .tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	int64_t end = now_ms() + (int64_t)(s * 1000);
+	for (int64_t left; !atomic_load(&stopping) && (left = end - now_ms()) > 0;) {
+		struct timespec ts = { .tv_nsec = (left < 50 ? left : 50) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* ---------- reading a Messages request ---------- */
@@ -627,6 +631,7 @@ int main(int argc, char **argv)
 	int sig;
 	while (sigwait(&stop_signals, &sig) != 0)
 		;
+	atomic_store(&stopping, true);
 	MHD_stop_daemon(d);
 	if (standin.log)
 		fclose(standin.log);
