@@ -201,7 +201,12 @@ static enum fault fault_take(const struct turn *t)
 static void log_request(const char *method, const char *uri, const char *session,
 			const struct turn *t, unsigned status, enum fault f)
 {
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
 	jv e = jv_object();
+	/* When the answer began (after any delay): wall clock, milliseconds. */
+	e = jv_object_set(e, jv_string("t_ms"),
+			  jv_number((double)now.tv_sec * 1000 + (double)(now.tv_nsec / 1000000)));
 	e = jv_object_set(e, jv_string("method"), jv_string(method));
 	e = jv_object_set(e, jv_string("path"), jv_string(uri));
 	e = jv_object_set(e, jv_string("status"), jv_number(status));
@@ -527,8 +532,8 @@ static _Noreturn void usage(FILE *to, int code)
 	fputs("usage: model-standin --port-file FILE [--port N] [--log FILE] [--bodies DIR]\n"
 	      "         [--delay SECS] [--slow SECS] [--overload N] [--refuse N] [--cut N]\n"
 	      "         [--stream-error N] [--fault-match TEXT]\n"
-	      "  --log FILE        one JSON line per request: method, path, status, session, model,\n"
-	      "                    stream, messages, turn, last_user_text, user_texts, fault\n"
+	      "  --log FILE        one JSON line per request: t_ms, method, path, status, session,\n"
+	      "                    model, stream, messages, turn, last_user_text, user_texts, fault\n"
 	      "  --bodies DIR      save every request body as DIR/<n>.json\n"
 	      "  --delay SECS      wait before answering each message request (default 0)\n"
 	      "  --slow SECS       stream the answer a word at a time, SECS apart\n"
