@@ -353,6 +353,58 @@ crashing_claude() {
 	assert_eq "$(turns | jq -r .model)" claude-standin-1 "model asked for"
 }
 
+# tool_msg ID TOOL INPUT [FIELDS]: a message that makes the stand-in ask claude to
+# use TOOL with INPUT (a JSON object).
+tool_msg() {
+	jq -cn --arg id "$1" --arg tool "$2" --argjson input "$3" \
+		"{id: \$id, text: (\"#tool \" + ({name: \$tool, input: \$input} | tojson))} + (${4:-"{}"})"
+}
+
+@test "permissions: by default claude reads in its working directory but writes nothing; acceptEdits writes; --add-dir for uploads" {
+	need_claude
+	model_start
+	echo "the notes" >"$T/work/notes.txt"
+	mkdir "$T/uploads"
+	echo "uploaded words" >"$T/uploads/up.txt"
+	local write read upload
+	write=$(tool_msg m1 Write "{\"file_path\":\"$T/work/new.txt\",\"content\":\"x\"}")
+	read=$(tool_msg m2 Read "{\"file_path\":\"$T/work/notes.txt\"}")
+	upload=$(tool_msg m3 Read "{\"file_path\":\"$T/uploads/up.txt\"}" \
+		"{files: [{name: \"up.txt\", mime_type: \"text/plain\", size: 15, path: \"$T/uploads/up.txt\"}]}")
+	MOLECULE_SESSION_ID=$SESSION handle "$write" "$read" "$upload"
+	assert_eq "$HANDLER_RC" 0
+	[[ "$(reply_field 1 text)" == "tool result: "*"requested permissions to write"* ]] || { cat "$T/out" >&2; false; }
+	[ ! -e "$T/work/new.txt" ]
+	[[ "$(reply_field 2 text)" == *"the notes"* ]] || { cat "$T/out" >&2; false; }
+	[[ "$(reply_field 3 text)" == "tool result: "*"requested permissions to read"* ]] || { cat "$T/out" >&2; false; }
+	# The operator learns from the log what was refused.
+	assert_eq "$(grep -c 'claude was not allowed to use Write (see --permission-mode, --allowedTools)' "$T/err")" 1
+	assert_eq "$(grep -c 'claude was not allowed to use Read' "$T/err")" 1
+	# The upload was described to claude, with where it was saved.
+	turns | jq -e --arg p "$T/uploads/up.txt" 'select(.turn == 3) | .last_user_text
+		| contains("[Uploaded file: up.txt (text/plain, 15 bytes), saved at " + $p + "]")' >/dev/null
+
+	MOLECULE_SESSION_ID=$SESSION handler --permission-mode acceptEdits --add-dir "$T/uploads" \
+		< <(printf '%s\n' "$(sed 's/"m1"/"m4"/' <<<"$write")" "$(sed 's/"m3"/"m5"/' <<<"$upload")") \
+		>"$T/out" 2>"$T/err"
+	[[ "$(reply_field 1 text)" == "tool result: File created successfully"* ]] || { cat "$T/out" >&2; false; }
+	assert_eq "$(cat "$T/work/new.txt")" x
+	[[ "$(reply_field 2 text)" == *"uploaded words"* ]] || { cat "$T/out" >&2; false; }
+	assert_eq "$(wc -c <"$T/err")" 0 "bytes on stderr"
+}
+
+@test "--max-turns: a message that needs more turns gets an error reply, and leaves no trace" {
+	need_claude
+	model_start
+	echo "the notes" >"$T/work/notes.txt"
+	MOLECULE_SESSION_ID=$SESSION handler --max-turns 1 >"$T/out" 2>"$T/err" \
+		< <(printf '%s\n' "$(msg m1 first)" "$(tool_msg m2 Read "{\"file_path\":\"$T/work/notes.txt\"}")" \
+			"$(msg m3 third)")
+	assert_eq "$(sed -n 2p "$T/out")" '{"id":"m2","error":"stopped at the limit of turns (--max-turns)"}'
+	[[ "$(reply_field 3 text)" == "reply to: third (turn 2, "* ]] || { cat "$T/out" >&2; false; }
+	assert_eq "$(turns | tail -n 1 | jq -c .user_texts)" '["first","third"]' "history"
+}
+
 @test "end of input during a turn: the turn is answered, claude has ended, exit 0, nothing left in TMPDIR" {
 	need_claude
 	model_start --delay 1

@@ -101,11 +101,55 @@ struct turn {
 	int messages;   /* length of "messages" */
 	jv user_texts;  /* the words of every user message that has some, oldest first */
 	const char *last; /* the last of them, "" when none (points into user_texts) */
+	jv tool_call;   /* {name, input} asked for by a last user text "#tool {...}", or null */
+	char *tool_result; /* the text of a tool result ending the request, or NULL */
 };
+
+/* The text of the tool result in a user message, or NULL when it has none. */
+static char *tool_result_text(jv msg)
+{
+	char *text = NULL;
+	jv content = json_field(msg, "content");
+	if (jv_get_kind(content) == JV_KIND_ARRAY) {
+		jv_array_foreach(content, i, block) {
+			jv type = json_field(block, "type");
+			if (!text && jv_get_kind(type) == JV_KIND_STRING &&
+			    strcmp(jv_string_value(type), "tool_result") == 0) {
+				jv inner = jv_object_set(jv_object(), jv_string("content"),
+							 json_field(block, "content"));
+				text = user_text(inner); /* a string, or text blocks */
+				jv_free(inner);
+			}
+			jv_free(type);
+			jv_free(block);
+		}
+	}
+	jv_free(content);
+	return text;
+}
+
+/* A last user text "#tool {"name": ..., "input": {...}}" asks for that tool call (the
+ * JSON on the rest of its first line). */
+static jv tool_call_asked(const char *last)
+{
+	if (strncmp(last, "#tool ", 6) != 0)
+		return jv_null();
+	const char *json = last + 6, *nl = strchr(json, '\n');
+	jv call = jv_parse_sized(json, (int)(nl ? (size_t)(nl - json) : strlen(json)));
+	jv name = json_field(call, "name"), input = json_field(call, "input");
+	bool ok = jv_get_kind(name) == JV_KIND_STRING && jv_get_kind(input) == JV_KIND_OBJECT;
+	jv_free(name);
+	jv_free(input);
+	if (ok)
+		return call;
+	jv_free(call);
+	return jv_null();
+}
 
 static void turn_read(struct turn *t, const char *body, size_t len)
 {
-	*t = (struct turn){ .body = jv_invalid(), .user_texts = jv_array(), .last = "" };
+	*t = (struct turn){ .body = jv_invalid(), .user_texts = jv_array(), .last = "",
+			    .tool_call = jv_null() };
 	if (len == 0)
 		return;
 	jv v = jv_parse_sized(body, (int)len);
@@ -128,6 +172,12 @@ static void turn_read(struct turn *t, const char *body, size_t len)
 				if (*words)
 					t->user_texts = jv_array_append(t->user_texts, jv_string(words));
 				free(words);
+				free(t->tool_result); /* only one after the last answer counts */
+				t->tool_result = tool_result_text(m);
+			} else if (jv_get_kind(role) == JV_KIND_STRING &&
+				   strcmp(jv_string_value(role), "assistant") == 0) {
+				free(t->tool_result);
+				t->tool_result = NULL;
 			}
 			jv_free(role);
 			jv_free(m);
@@ -141,18 +191,26 @@ static void turn_read(struct turn *t, const char *body, size_t len)
 		t->last = jv_string_value(last);
 		jv_free(last);
 	}
+	if (!t->tool_result) {
+		jv_free(t->tool_call);
+		t->tool_call = tool_call_asked(t->last);
+	}
 }
 
 static void turn_free(struct turn *t)
 {
 	jv_free(t->body);
 	jv_free(t->user_texts);
+	jv_free(t->tool_call);
+	free(t->tool_result);
 	free(t->model);
 }
 
 /* The stand-in's whole intelligence: an answer that shows what it was given. */
 static char *turn_answer(const struct turn *t)
 {
+	if (t->tool_result)
+		return xasprintf("tool result: %s", t->tool_result);
 	return xasprintf("reply to: %s (turn %d, %d messages in context)", t->last,
 			 jv_array_length(jv_copy(t->user_texts)), t->messages);
 }
@@ -218,6 +276,9 @@ static void log_request(const char *method, const char *uri, const char *session
 		e = jv_object_set(e, jv_string("turn"), jv_number(jv_array_length(jv_copy(t->user_texts))));
 		e = jv_object_set(e, jv_string("last_user_text"), jv_string(t->last));
 		e = jv_object_set(e, jv_string("user_texts"), jv_copy(t->user_texts));
+		e = jv_object_set(e, jv_string("tool_call"), jv_copy(t->tool_call));
+		e = jv_object_set(e, jv_string("tool_result"),
+				  t->tool_result ? jv_string(t->tool_result) : jv_null());
 	}
 	e = jv_object_set(e, jv_string("fault"), fault_name(f) ? jv_string(fault_name(f)) : jv_null());
 	struct buf b = { 0 };
@@ -271,7 +332,17 @@ static jv usage_counts(int input, int output)
 	return jv_object_set(u, jv_string("output_tokens"), jv_number(output));
 }
 
-/* The message object of an answer; content empty for the start of a stream. */
+/* The tool_use block of a turn that asked for a tool call, with this input. */
+static jv tool_use_block(const struct turn *t, jv input)
+{
+	jv b = jv_object_set(jv_object(), jv_string("type"), jv_string("tool_use"));
+	b = jv_object_set(b, jv_string("id"), jv_string_fmt("toolu_standin_%06ld", t->number));
+	b = jv_object_set(b, jv_string("name"), json_field(t->tool_call, "name"));
+	return jv_object_set(b, jv_string("input"), input);
+}
+
+/* The message object of an answer (text, or the tool call the turn asked for); a
+ * stream starts with it not done: no content yet. */
 static jv message_object(const struct turn *t, const char *text, bool done)
 {
 	jv m = jv_object();
@@ -279,13 +350,17 @@ static jv message_object(const struct turn *t, const char *text, bool done)
 	m = jv_object_set(m, jv_string("type"), jv_string("message"));
 	m = jv_object_set(m, jv_string("role"), jv_string("assistant"));
 	jv content = jv_array();
-	if (text) {
+	bool tool = jv_get_kind(t->tool_call) == JV_KIND_OBJECT;
+	if (done && tool) {
+		content = jv_array_append(content, tool_use_block(t, json_field(t->tool_call, "input")));
+	} else if (done) {
 		jv block = jv_object_set(jv_object(), jv_string("type"), jv_string("text"));
 		content = jv_array_append(content, jv_object_set(block, jv_string("text"), jv_string(text)));
 	}
 	m = jv_object_set(m, jv_string("content"), content);
 	m = jv_object_set(m, jv_string("model"), jv_string(t->model ? t->model : "standin"));
-	m = jv_object_set(m, jv_string("stop_reason"), done ? jv_string("end_turn") : jv_null());
+	m = jv_object_set(m, jv_string("stop_reason"),
+			  done ? jv_string(tool ? "tool_use" : "end_turn") : jv_null());
 	m = jv_object_set(m, jv_string("stop_sequence"), jv_null());
 	return jv_object_set(m, jv_string("usage"), usage_counts(t->messages + 1, done ? 8 : 1));
 }
@@ -329,9 +404,20 @@ static void sse_build(struct sse *s, const struct turn *t, const char *text, enu
 		sse_add(s, "error", api_error("overloaded_error", "Overloaded"));
 		return;
 	}
-	jv block = jv_object_set(typed("text"), jv_string("text"), jv_string(""));
+	bool tool = jv_get_kind(t->tool_call) == JV_KIND_OBJECT;
+	jv block = tool ? tool_use_block(t, jv_object())
+			: jv_object_set(typed("text"), jv_string("text"), jv_string(""));
 	jv start = jv_object_set(typed("content_block_start"), jv_string("index"), jv_number(0));
 	sse_add(s, "content_block_start", jv_object_set(start, jv_string("content_block"), block));
+	if (tool) {
+		/* The tool's input arrives as JSON text in pieces: here, one piece. */
+		char *input = json_dump(json_field(t->tool_call, "input"), NULL);
+		jv delta = jv_object_set(typed("input_json_delta"), jv_string("partial_json"), jv_string(input));
+		jv ev = jv_object_set(typed("content_block_delta"), jv_string("index"), jv_number(0));
+		sse_add(s, "content_block_delta", jv_object_set(ev, jv_string("delta"), delta));
+		free(input);
+		text = "";
+	}
 	s->slow_from = s->n;
 	/* Slow: a word (with its trailing space) per chunk; else the whole text at once. */
 	const char *p = text;
@@ -349,7 +435,8 @@ static void sse_build(struct sse *s, const struct turn *t, const char *text, enu
 	s->slow_to = s->n;
 	sse_add(s, "content_block_stop",
 		jv_object_set(typed("content_block_stop"), jv_string("index"), jv_number(0)));
-	jv mdelta = jv_object_set(jv_object(), jv_string("stop_reason"), jv_string("end_turn"));
+	jv mdelta = jv_object_set(jv_object(), jv_string("stop_reason"),
+				  jv_string(tool ? "tool_use" : "end_turn"));
 	mdelta = jv_object_set(mdelta, jv_string("stop_sequence"), jv_null());
 	jv md = jv_object_set(typed("message_delta"), jv_string("delta"), mdelta);
 	sse_add(s, "message_delta", jv_object_set(md, jv_string("usage"), usage_counts(t->messages + 1, 8)));
@@ -533,7 +620,10 @@ static _Noreturn void usage(FILE *to, int code)
 	      "         [--delay SECS] [--slow SECS] [--overload N] [--refuse N] [--cut N]\n"
 	      "         [--stream-error N] [--fault-match TEXT]\n"
 	      "  --log FILE        one JSON line per request: t_ms, method, path, status, session,\n"
-	      "                    model, stream, messages, turn, last_user_text, user_texts, fault\n"
+	      "                    model, stream, messages, turn, last_user_text, user_texts,\n"
+	      "                    tool_call, tool_result, fault\n"
+	      "A last user text \"#tool {\"name\": N, \"input\": {...}}\" (a line) is answered with\n"
+	      "that tool call, its result with \"tool result: <text>\".\n"
 	      "  --bodies DIR      save every request body as DIR/<n>.json\n"
 	      "  --delay SECS      wait before answering each message request (default 0)\n"
 	      "  --slow SECS       stream the answer a word at a time, SECS apart\n"
