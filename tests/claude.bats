@@ -32,6 +32,8 @@ teardown() {
 	fi
 	fake_stop
 	model_stop
+	# A sanitizer build reports on the bridge's stderr.
+	! grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/bridge.err" 2>/dev/null
 }
 
 # need_claude: skips unless the real CLI is installed; $T/bin/claude is then a shim
@@ -67,11 +69,19 @@ model_start() {
 	export ANTHROPIC_BASE_URL="http://127.0.0.1:$(cat "$T/model.port")"
 }
 
+# model_stop: stops the stand-in; fails when it did not exit cleanly (a sanitizer
+# report, say).
 model_stop() {
 	[ -n "$MODEL_PID" ] || return 0
+	local rc=0
 	kill -TERM "$MODEL_PID" 2>/dev/null || true
-	wait "$MODEL_PID" 2>/dev/null || true
+	wait "$MODEL_PID" 2>/dev/null || rc=$?
 	MODEL_PID=""
+	if [ "$rc" -ne 0 ] || grep -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T/model.err"; then
+		echo "the model stand-in exited with status $rc:" >&2
+		tail -n 40 "$T/model.err" >&2
+		return 1
+	fi
 }
 
 # turns: the message requests the stand-in answered or failed, one JSON object a line.
