@@ -508,3 +508,64 @@ tool_msg() {
 	BR_PID=""
 	assert_eq "$BR_STATUS" 0 "bridge exit status"
 }
+
+# per_texts PEER: the first text part of every accepted reply to PEER, in posting order.
+per_texts() {
+	posts a2a | jq -r --arg p "/workspaces/$1/a2a" '.[] | select(.path == $p and .status == 200) | .body.params.message.parts[0].text'
+}
+
+# per_replied PEER N: at least N replies to PEER were accepted.
+per_replied() {
+	[ "$(per_texts "$1" | wc -l)" -ge "$2" ]
+}
+
+@test "through the bridge with --per context: one claude per conversation, all answered, a restart resumes each session" {
+	need_claude
+	bridge_setup
+	model_start
+	local a=$PEER_ID b
+	new_peer >/dev/null
+	b=$PEER_ID
+	queue_msgs "$WS_ID" "{\"from\":\"$a\",\"text\":\"a1\",\"context_id\":\"ctx-a\"}" >/dev/null
+	queue_msgs "$WS_ID" "{\"from\":\"$b\",\"text\":\"b1\",\"context_id\":\"ctx-b\"}" >/dev/null
+	queue_msgs "$WS_ID" "{\"from\":\"$a\",\"text\":\"a2\",\"context_id\":\"ctx-a\"}" >/dev/null
+	queue_msgs "$WS_ID" "{\"from\":\"$b\",\"text\":\"b2\",\"context_id\":\"ctx-b\"}" >/dev/null
+	queue_msgs "$WS_ID" "{\"from\":\"$a\",\"text\":\"other\",\"context_id\":\"ctx-c\"}" >/dev/null
+	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" --interval 0.05 --per context "$WS_ID" -- "$HANDLER" \
+		</dev/null >"$T/bridge.out" 2>"$T/bridge.err" 3>&- &
+	BR_PID=$!
+	wait_until 60 per_replied "$a" 3
+	wait_until 60 per_replied "$b" 2
+	# Each conversation its own claude, its own session, its turns in order.
+	assert_eq "$(starts)" 3 "claude starts"
+	[[ "$(per_texts "$b" | paste -sd'|')" == "reply to: b1 (turn 1, "*"|reply to: b2 (turn 2, "* ]] ||
+		{ per_texts "$b" >&2; false; }
+	per_texts "$a" | grep -q '^reply to: a2 (turn 2, ' || { per_texts "$a" >&2; false; }
+	per_texts "$a" | grep -q '^reply to: other (turn 1, ' || { per_texts "$a" >&2; false; }
+	assert_eq "$(turns | jq -r .session | sort -u | wc -l)" 3 "sessions"
+	stop_bridge TERM
+	BR_PID=""
+	assert_eq "$BR_STATUS" 0 "bridge exit status"
+	# Each claude ended with its handler: no claude is left running.
+	local pid
+	while read -r pid; do
+		! proc_alive "$pid" || { echo "claude $pid still runs" >&2; false; }
+	done <"$T/claude.starts"
+
+	# A new bridge: ctx-a's next message resumes its session (MOLECULE_SESSION_ID is
+	# the same), with the history of the first run.
+	queue_msgs "$WS_ID" "{\"from\":\"$a\",\"text\":\"a3\",\"context_id\":\"ctx-a\"}" >/dev/null
+	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$T/state" --interval 0.05 --per context "$WS_ID" -- "$HANDLER" \
+		</dev/null >"$T/bridge.out" 2>>"$T/bridge.err" 3>&- &
+	BR_PID=$!
+	wait_until 60 per_replied "$a" 4
+	[[ "$(per_texts "$a" | tail -n 1)" == "reply to: a3 (turn 3, "* ]] || { per_texts "$a" >&2; false; }
+	assert_eq "$(turns | tail -n 1 | jq -c .user_texts)" '["a1","a2","a3"]' "ctx-a's history"
+	assert_eq "$(starts)" 4 "claude starts"
+	local session
+	session=$(turns | jq -r 'select(.last_user_text == "a1") | .session' | head -n 1)
+	grep -qF "<--resume><$session>" <(sed -n 4p "$T/claude.argv") || { cat "$T/claude.argv" >&2; false; }
+	stop_bridge TERM
+	BR_PID=""
+	assert_eq "$BR_STATUS" 0 "bridge exit status"
+}
