@@ -176,9 +176,9 @@ static bool cannot_run(struct bridge *b, struct exec_job *j)
 	struct message *m = inbox_find(b->ib, j->msg_id);
 	if (m && m->state == MSG_OPEN)
 		inbox_requeue(b->ib, m, 0);
-	log_error("--exec: the command cannot be run (exit status %d%s) and none has succeeded yet: "
-		  "stopping, the messages are kept for the next run", cannot,
-		  cannot == MC_EXIT_NOT_FOUND ? ": not found" : ": not executable");
+	log_error("--exec: the command '%.200s' cannot be run (exit status %d: %s) and none has succeeded yet: "
+		  "stopping, the messages are kept for the next run", b->s->exec, cannot,
+		  cannot == MC_EXIT_NOT_FOUND ? "not found" : "not executable");
 	bridge_stop(b, cannot, "the --exec command cannot be run");
 	return true;
 }

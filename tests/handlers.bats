@@ -174,8 +174,7 @@ hd_procs() {
 	bg_start --concurrency 2 --exec nosuchcmd-xyz "$WS_ID"
 	bg_wait_exit 15
 	assert_eq "$BG_RC" 127 "exit status"
-	grep -q "error: --exec: the command cannot be run (exit status 127: not found)" "$T/err"
-	grep -q "nosuchcmd-xyz" "$T/err"
+	grep -q "error: --exec: the command 'nosuchcmd-xyz' cannot be run (exit status 127: not found)" "$T/err"
 	hd_reply_count 0
 	# shellcheck disable=SC2086 # one id a word
 	hd_not_done $ids
