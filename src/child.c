@@ -63,16 +63,19 @@ static char *find_program(const char *name)
 {
 	if (strchr(name, '/'))
 		return access(name, F_OK) == 0 ? xstrdup(name) : NULL;
-	const char *path = getenv("PATH");
-	for (const char *p = path ? path : "/bin:/usr/bin"; p; p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL) {
+	const char *p = getenv("PATH");
+	for (p = p ? p : "/bin:/usr/bin";; p++) {
+		/* An empty entry is the current directory. */
 		size_t len = strcspn(p, ":");
 		char *file = xasprintf("%.*s%s%s", (int)len, p, len ? "/" : "", name);
 		struct stat st;
 		if (stat(file, &st) == 0 && S_ISREG(st.st_mode))
 			return file;
 		free(file);
+		p += len;
+		if (!*p)
+			return NULL;
 	}
-	return NULL;
 }
 
 /* Why spawning argv[0] failed with errno rc, in words. */
