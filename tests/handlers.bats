@@ -268,7 +268,7 @@ hd_procs() {
 
 	hd_queue two >/dev/null
 	exec 7</dev/null
-	HD_DIR=$T bg_start --exec 'echo $$ >"$HD_DIR/pid.exec"; exec sleep 600' "$WS_ID"
+	HD_DIR=$T bg_start --drain-timeout 0 --exec 'echo $$ >"$HD_DIR/pid.exec"; exec sleep 600' "$WS_ID"
 	exec 7<&-
 	wait_until 10 test -s "$T/pid.exec"
 	assert_eq "$(ls "/proc/$(cat "$T/pid.exec")/fd" | sort -n | paste -sd' ')" "0 1 2" "an --exec command's descriptors"
