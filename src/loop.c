@@ -138,6 +138,7 @@ static void setup(struct bridge *b, struct settings *s)
 	b->h = http_new(s->api_url, s->workspace_id, s->org_id);
 	http_set_token(b->h, s->token);
 	b->ob = outbox_new(b->ib, b->h, dispatch_settled, b);
+	session_attach(b);
 	b->mode = s->command ? MODE_COPROC : s->exec ? MODE_EXEC : MODE_FILTER;
 	if (b->mode == MODE_FILTER)
 		dispatch_open_stdio(b);

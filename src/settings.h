@@ -23,6 +23,8 @@ struct settings {
 	char *filter;             /* jq program or NULL */
 	char *reply_filter;       /* jq program or NULL */
 	bool once;
+	double post_timeout;      /* seconds one attempt to post may take */
+	double stall_report;     /* seconds between reports of posts that keep failing */
 	long max_messages;        /* 0: no limit */
 	bool dry_run;
 	int verbosity;            /* -1 quiet, 0 normal, >= 1 verbose */
