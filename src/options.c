@@ -75,6 +75,8 @@ const struct option_spec options_specs[] = {
 	  .help = "consecutive failed co-process restarts before giving up (0..1000)" },
 	{ .long_name = "once", .kind = K_FLAG, .offset = FIELD(once),
 	  .help = "handle what is waiting now, drain and exit" },
+	{ .long_name = "send", .kind = K_FLAG, .offset = FIELD(send),
+	  .help = "post the {\"to\":...} lines of standard input as new messages, then exit" },
 	{ .long_name = "post-timeout", .arg = "SECS", .dflt = "60", .kind = K_SECONDS,
 	  .offset = FIELD(post_timeout), .min = 0.1, .max = 3600,
 	  .help = "stop waiting for the answer to a post after SECS and post it again (0.1..3600)" },
@@ -354,6 +356,7 @@ static void print_help(void)
 	printf("Usage: " PROG " [OPTIONS] WORKSPACE_ID\n"
 	       "       " PROG " [OPTIONS] WORKSPACE_ID -- COMMAND [ARG...]\n"
 	       "       " PROG " [OPTIONS] --exec 'SHELL COMMAND' WORKSPACE_ID\n"
+	       "       " PROG " [OPTIONS] --send WORKSPACE_ID < LINES\n"
 	       "\n"
 	       "Bridges one Molecule workspace to a process: each inbound message is a JSON\n"
 	       "line on stdout (or COMMAND's stdin), each reply a JSON line read back.\n"
@@ -432,6 +435,7 @@ void options_print(const struct settings *s)
 	print_quoted("filter", s->filter);
 	print_quoted("reply_filter", s->reply_filter);
 	printf("once: %s\n", s->once ? "true" : "false");
+	printf("send: %s\n", s->send ? "true" : "false");
 	printf("post_timeout: %g\n", s->post_timeout);
 	printf("stall_report: %g\n", s->stall_report);
 	if (s->max_messages)

@@ -84,6 +84,8 @@ enum parse_result optresolve_finish(struct parse *p, const char *workspace_id, c
 		for (int i = 0; i < ncommand; i++)
 			s->command[i] = xstrdup(command[i]);
 	}
+	if (s->send && (s->command || s->exec))
+		return options_usage_error("--send posts lines and exits: it takes no handler (--exec or '-- COMMAND')");
 	if (p->verbose && p->quiet)
 		return options_usage_error("--verbose and --quiet are exclusive");
 	s->verbosity = p->quiet ? -1 : p->verbose;
