@@ -111,8 +111,10 @@ void session_token_from_state(struct bridge *b)
 	char *replaced = json_string_dup(b->st, STATE_REPLACED);
 	switch (session_token_pick(s->token, kept, replaced)) {
 	case TOKEN_KEPT_REPLACED:
-		log_info("the token from the %s was replaced by one the platform minted at registration: "
-			 "using that one, kept in the state file", s->token_source ? s->token_source : "configuration");
+		log_info("the configured token (%s) was replaced by one the platform minted at registration: "
+			 "using that one, kept in the state file",
+			 !s->token_source ? "?" : strcmp(s->token_source, "environment") == 0 ? "MOLECULE_WORKSPACE_TOKEN"
+			 : strcmp(s->token_source, "file") == 0 ? "--token-file" : "--token");
 		/* fall through */
 	case TOKEN_KEPT:
 		use_token(s, kept);

@@ -363,7 +363,7 @@ ob_peer_rows() {
 	ob_coproc r2
 	wait_until 10 ob_at_least 1 heartbeat
 	assert_eq "$(posts register "$WS_ID" | jq -r '.[0].headers.authorization')" "Bearer $new" "registered with the minted token"
-	assert_eq "$(ob_grep_count "$T/r2.err" 'info: the token from the environment was replaced by one the platform minted')" 1 "said once"
+	assert_eq "$(ob_grep_count "$T/r2.err" 'info: the configured token \(MOLECULE_WORKSPACE_TOKEN\) was replaced by one the platform minted')" 1 "said once"
 	! grep -qF -e "$old" -e "$new" "$T/r2.err"
 	stop_bridge TERM
 
