@@ -69,11 +69,12 @@ static void test_uuid_name(void)
 	ok(uuid_valid(out), "uuid_name: a canonical lower-case UUID");
 	/* A workspace id as the namespace and a conversation key as the name: the
 	 * session id a --per handler gets (the value Python's uuid.uuid5 gives). */
-	uuid_name("123e4567-e89b-42d3-a456-426614174000", "peer:0b6f9bd2-3c1e-4a55-9a8e-6f0f2a1c9d10", again);
-	is_str(again, "3972a1d5-ebf2-54fc-8cc9-25b6d6ccd1a6", "uuid_name: a workspace namespace and a peer key");
-	uuid_name("123e4567-e89b-42d3-a456-426614174000", "", again);
-	is_str(again, "21d0aaf2-5b60-5d92-a2e4-73ad13390389", "uuid_name: an empty name");
-	ok(!uuid_name("not-a-uuid", "x", again), "uuid_name: a namespace that is not a UUID is refused");
+	char named[UUID_LEN + 1];
+	uuid_name("123e4567-e89b-42d3-a456-426614174000", "peer:0b6f9bd2-3c1e-4a55-9a8e-6f0f2a1c9d10", named);
+	is_str(named, "3972a1d5-ebf2-54fc-8cc9-25b6d6ccd1a6", "uuid_name: a workspace namespace and a peer key");
+	uuid_name("123e4567-e89b-42d3-a456-426614174000", "", named);
+	is_str(named, "21d0aaf2-5b60-5d92-a2e4-73ad13390389", "uuid_name: an empty name");
+	ok(!uuid_name("not-a-uuid", "x", named), "uuid_name: a namespace that is not a UUID is refused");
 	ok(out[14] == '5' && strchr("89ab", out[19]), "uuid_name: version 5, RFC 4122 variant");
 	char again[UUID_LEN + 1];
 	uuid_name("6ba7b811-9dad-11d1-80b4-00c04fd430c8", "https://example.com/", again);
