@@ -13,6 +13,7 @@
 #include "dispatch.h"
 #include "exec.h"
 #include "fetch.h"
+#include "runlimit.h"
 #include "save.h"
 #include "session.h"
 

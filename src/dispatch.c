@@ -19,6 +19,7 @@
 #include "parts.h"
 #include "platform.h"
 #include "reply.h"
+#include "runlimit.h"
 #include "util.h"
 
 /* ---- set-up ----------------------------------------------------------- */
@@ -92,9 +93,7 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 {
 	struct dispatch *d = &b->dispatch;
 	struct message *m;
-	while (b->phase == PH_RUN && dispatch_ready(b) && (m = inbox_next_queued(b->ib, now))) {
-		if (b->s->max_messages && d->handed_out >= b->s->max_messages)
-			break;
+	while (b->phase == PH_RUN && dispatch_ready(b) && (m = runlimit_next_to_hand_out(b, now))) {
 		jv outs;
 		if (d->filter) {
 			outs = jqprog_run(d->filter, jv_copy(m->line));

@@ -1,4 +1,6 @@
-/* inbox.c: messages from rows to done; the window, the done set and the cursor. */
+/* inbox.c: messages from rows to done; the window, the done set, the cursor and where the last done row stands. */
+#include <config.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,10 @@
  * not hand out again what was just done. */
 #define RECENT 4096
 #define SUMMARY_MAX 120
+/* A replay after the last done row reads back this much further than its time:
+ * that time is the platform's clock, the window is asked in the bridge's, and
+ * the two may disagree. Rows before the done row are dropped anyway. */
+#define REPLAY_MARGIN_NS (600LL * 1000000000)
 
 struct inbox {
 	char own_id[UUID_LEN + 1];
@@ -25,8 +31,15 @@ struct inbox {
 	jv recent;                   /* object: ids done recently (de-duplicates a re-seed) */
 	char (*recent_ring)[UUID_LEN + 1];
 	int recent_pos;
+	bool have_floor;             /* floor is known */
+	struct row_key floor;        /* where the cursor's row stands: rows up to it are done */
+	bool have_replay_from;       /* the first start's window, until a row is done */
+	struct ts replay_from;
 	bool dirty;                  /* something the state file holds has changed */
 	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
+	int uploads_waiting;         /* messages waiting for their file */
+	long done_count;             /* handed out in this run and done */
+	int64_t state_ack;           /* the seq to acknowledge as of the last inbox_state (-1: none) */
 };
 
 static bool set_has(jv set, const char *id) { return json_has(set, id); }
@@ -97,12 +110,25 @@ struct inbox *inbox_new(const char *own_id, jv st)
 	ib->recent = jv_object();
 	ib->recent_ring = xcalloc(RECENT, sizeof *ib->recent_ring);
 
+	ib->state_ack = -1;
 	char *cur = json_string_dup(st, "last_since_id");
 	if (cur && uuid_valid(cur)) {
 		memcpy(ib->cursor, cur, UUID_LEN + 1);
 		memcpy(ib->fetch_cursor, cur, UUID_LEN + 1);
 	}
 	free(cur);
+	/* state.c has checked both; done_seq means nothing without done_at. */
+	char *at = json_string_dup(st, "done_at");
+	if (at && ts_parse(at, &ib->floor.at)) {
+		jv seq = json_field(st, "done_seq");
+		ib->floor.has_at = ib->have_floor = true;
+		ib->floor.seq = rows_seq_number(seq);
+		jv_free(seq);
+	}
+	free(at);
+	char *from = json_string_dup(st, "replay_from");
+	ib->have_replay_from = from && !ib->have_floor && ts_parse(from, &ib->replay_from);
+	free(from);
 
 	jv done = json_field(st, "done_ids");
 	if (jv_get_kind(done) == JV_KIND_ARRAY) {
@@ -174,12 +200,17 @@ void inbox_free(struct inbox *ib)
 }
 
 /* Pops the done prefix: the cursor moves past every message that is done and
- * has nothing unfinished before it. */
+ * has nothing unfinished before it, and the floor with it. */
 static void advance(struct inbox *ib)
 {
 	while (ib->head && ib->head->state == MSG_DONE) {
 		struct message *m = ib->head;
 		memcpy(ib->cursor, m->id, UUID_LEN + 1);
+		if (m->key.has_at) {
+			ib->floor = m->key;
+			ib->have_floor = true;
+			ib->have_replay_from = false;
+		}
 		list_remove(ib, m);
 		message_free(m);
 		ib->dirty = true;
@@ -196,10 +227,23 @@ static bool known(struct inbox *ib, const char *id)
 	return false;
 }
 
-static struct message *done_entry(const char *id)
+/* A row at or before the last done row is done. At the same time only the
+ * seqs tell: without one on either side the rows may differ. */
+static bool below_floor(const struct inbox *ib, const struct row_key *k)
+{
+	if (!ib->have_floor || !k->has_at)
+		return false;
+	int c = ts_cmp(k->at, ib->floor.at);
+	if (c != 0)
+		return c < 0;
+	return k->seq >= 0 && ib->floor.seq >= 0 && k->seq <= ib->floor.seq;
+}
+
+static struct message *done_entry(const char *id, const struct row_key *key)
 {
 	struct message *m = xcalloc(1, sizeof *m);
 	memcpy(m->id, id, UUID_LEN + 1);
+	m->key = *key;
 	m->line = jv_null();
 	m->state = MSG_DONE;
 	return m;
@@ -227,6 +271,84 @@ static char *summary_of(jv line)
 	return s;
 }
 
+/* The request's taskId (line not consumed), or NULL. */
+static char *task_id_of(jv line)
+{
+	jv request = json_field(line, "request"), params = json_field(request, "params");
+	jv message = json_field(params, "message");
+	char *t = json_string_dup(message, "taskId");
+	jv_free(message);
+	jv_free(params);
+	jv_free(request);
+	return t;
+}
+
+/* Says why a row is never handed out: calls that cannot be served at the
+ * normal level, the workspace's own traffic only at -v. */
+static void log_skipped(const char *id, jv row, enum row_kind kind)
+{
+	if (kind == ROW_OWN) {
+		log_debug("activity row %s is this workspace's own traffic: not handed out, not answered", id);
+	} else if (kind == ROW_UNSERVABLE) {
+		jv method = json_field(row, "method");
+		jv d = rows_describe(method);
+		log_info("skipping activity row %s: method %s is not a message a poll-mode workspace can serve", id,
+			 jv_string_value(d));
+		jv_free(d);
+		jv_free(method);
+	}
+}
+
+/* One row (consumed) that is new: a message queued, or a done entry. */
+static bool add_row(struct inbox *ib, const char *id, const struct row_key *key, jv row)
+{
+	if (set_has(ib->done_ids, id)) {
+		/* Done before a restart: not handed out again. */
+		ib->done_ids = set_del(ib->done_ids, id);
+		list_append(ib, done_entry(id, key));
+		jv_free(row);
+		return false;
+	}
+	enum row_kind kind = rows_kind(row, ib->own_id);
+	if (kind != ROW_MESSAGE && kind != ROW_UPLOAD) {
+		/* Never a message, but the cursor moves past it. */
+		log_skipped(id, row, kind);
+		list_append(ib, done_entry(id, key));
+		jv_free(row);
+		return false;
+	}
+	jv line = rows_message(row, ib->own_id);
+	if (!jv_is_valid(line)) {
+		jv msg = jv_invalid_get_msg(line);
+		log_error("skipping activity row %s: %s", id,
+			  jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "invalid row");
+		jv_free(msg);
+		list_append(ib, done_entry(id, key));
+		return false;
+	}
+	struct message *m = xcalloc(1, sizeof *m);
+	memcpy(m->id, id, UUID_LEN + 1);
+	m->key = *key;
+	m->source_id = json_string_dup(line, "source_id");
+	m->context_id = json_string_dup(line, "context_id");
+	m->task_id = task_id_of(line);
+	m->summary = summary_of(line);
+	m->line = line;
+	list_append(ib, m);
+	if (set_has(ib->pending_ids, m->id)) {
+		/* Its reply, kept from before a restart, is being posted. */
+		m->state = MSG_POSTING;
+		ib->n_open++;
+		return false;
+	}
+	m->state = MSG_QUEUED;
+	if (kind == ROW_UPLOAD) {
+		m->upload_wait = true;
+		ib->uploads_waiting++;
+	}
+	return true;
+}
+
 int inbox_add_rows(struct inbox *ib, jv rows)
 {
 	int queued = 0;
@@ -243,59 +365,16 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 			jv_free(row);
 			continue;
 		}
-		const char *id = jv_string_value(idv);
-		memcpy(ib->fetch_cursor, id, UUID_LEN + 1);
-		if (known(ib, id)) {
-			jv_free(idv);
-			jv_free(row);
-			continue;
-		}
-		if (set_has(ib->done_ids, id)) {
-			/* Done before a restart: not handed out again. */
-			ib->done_ids = set_del(ib->done_ids, id);
-			list_append(ib, done_entry(id));
-			jv_free(idv);
-			jv_free(row);
-			continue;
-		}
-		jv method = json_field(row, "method");
-		bool echo = jv_get_kind(method) == JV_KIND_STRING && strcmp(jv_string_value(method), "notify") == 0;
-		jv_free(method);
-		if (echo) {
-			/* Our own canvas replies, echoed: never a message, but the cursor moves on. */
-			list_append(ib, done_entry(id));
-			jv_free(idv);
-			jv_free(row);
-			continue;
-		}
-		char idcopy[UUID_LEN + 1];
-		memcpy(idcopy, id, UUID_LEN + 1);
+		char id[UUID_LEN + 1];
+		memcpy(id, jv_string_value(idv), UUID_LEN + 1);
 		jv_free(idv);
-		jv line = rows_message(row, ib->own_id);
-		if (!jv_is_valid(line)) {
-			jv msg = jv_invalid_get_msg(line);
-			log_error("skipping activity row %s: %s", idcopy,
-				  jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "invalid row");
-			jv_free(msg);
-			list_append(ib, done_entry(idcopy));
+		memcpy(ib->fetch_cursor, id, UUID_LEN + 1);
+		struct row_key key = rows_key(row);
+		if (known(ib, id) || below_floor(ib, &key)) {
+			jv_free(row);
 			continue;
 		}
-		struct message *m = xcalloc(1, sizeof *m);
-		memcpy(m->id, idcopy, UUID_LEN + 1);
-		m->source_id = json_string_dup(line, "source_id");
-		m->context_id = json_string_dup(line, "context_id");
-		m->task_id = json_string_dup(line, "task_id");
-		m->summary = summary_of(line);
-		m->line = line;
-		if (set_has(ib->pending_ids, m->id)) {
-			/* Its reply, kept from before a restart, is being posted. */
-			m->state = MSG_POSTING;
-			ib->n_open++;
-		} else {
-			m->state = MSG_QUEUED;
-			queued++;
-		}
-		list_append(ib, m);
+		queued += add_row(ib, id, &key, row);
 	}
 	jv_free(rows);
 	advance(ib);
@@ -314,11 +393,39 @@ void inbox_caught_up(struct inbox *ib)
 void inbox_reseed(struct inbox *ib)
 {
 	ib->fetch_cursor[0] = '\0';
-	/* The saved cursor is gone on the platform too: a restart replays by time. */
+	/* The saved cursor is gone on the platform too: a restart replays by
+	 * time, from the last done row (the floor stays). */
 	if (!ib->head) {
 		ib->cursor[0] = '\0';
 		ib->dirty = true;
 	}
+}
+
+bool inbox_floor(const struct inbox *ib, struct row_key *out)
+{
+	if (ib->have_floor)
+		*out = ib->floor;
+	return ib->have_floor;
+}
+
+bool inbox_replay_anchor(const struct inbox *ib, struct ts *out)
+{
+	if (ib->have_floor)
+		*out = ts_add_ns(ib->floor.at, -REPLAY_MARGIN_NS);
+	else if (ib->have_replay_from)
+		*out = ib->replay_from;
+	else
+		return false;
+	return true;
+}
+
+void inbox_set_replay_from(struct inbox *ib, struct ts from)
+{
+	if (ib->have_floor || ib->have_replay_from)
+		return;
+	ib->replay_from = from;
+	ib->have_replay_from = true;
+	ib->dirty = true;
 }
 
 struct message *inbox_find(struct inbox *ib, const char *id)
@@ -337,19 +444,22 @@ struct message *inbox_oldest_open(struct inbox *ib)
 	return NULL;
 }
 
-struct message *inbox_next_queued(struct inbox *ib, int64_t now)
+static struct message *next_queued(struct inbox *ib, int64_t now, bool again_only)
 {
 	for (struct message *m = ib->head; m; m = m->next)
-		if (m->state == MSG_QUEUED && m->not_before <= now)
+		if (m->state == MSG_QUEUED && !m->upload_wait && m->not_before <= now && (!again_only || m->handouts > 0))
 			return m;
 	return NULL;
 }
+
+struct message *inbox_next_queued(struct inbox *ib, int64_t now) { return next_queued(ib, now, false); }
+struct message *inbox_next_requeued(struct inbox *ib, int64_t now) { return next_queued(ib, now, true); }
 
 int64_t inbox_next_due(struct inbox *ib, int64_t now)
 {
 	int64_t best = -1;
 	for (struct message *m = ib->head; m; m = m->next)
-		if (m->state == MSG_QUEUED) {
+		if (m->state == MSG_QUEUED && !m->upload_wait) {
 			int64_t d = m->not_before > now ? m->not_before - now : 0;
 			if (best < 0 || d < best)
 				best = d;
@@ -383,6 +493,8 @@ static void finish(struct inbox *ib, struct message *m)
 {
 	if (m->state != MSG_QUEUED && m->state != MSG_DONE)
 		ib->n_open--;
+	if (m->handouts > 0 && m->state != MSG_DONE)
+		ib->done_count++;
 	m->state = MSG_DONE;
 	if (m->unsaved)
 		ib->unsaved_replies--;
@@ -439,12 +551,35 @@ void inbox_orphan_done(struct inbox *ib, struct message *o)
 	message_free(o);
 }
 
+void inbox_upload_ready(struct inbox *ib, struct message *m)
+{
+	if (m->upload_wait)
+		ib->uploads_waiting--;
+	m->upload_wait = false;
+}
+
+int inbox_in_play(const struct inbox *ib)
+{
+	int n = 0;
+	for (const struct message *m = ib->head; m; m = m->next)
+		n += m->handouts > 0 && m->state != MSG_DONE;
+	return n;
+}
+
+int inbox_unanswered(const struct inbox *ib)
+{
+	int n = 0;
+	for (const struct message *m = ib->head; m; m = m->next)
+		n += m->state == MSG_QUEUED || m->state == MSG_OPEN;
+	return n;
+}
+int inbox_uploads_waiting(const struct inbox *ib) { return ib->uploads_waiting; }
+long inbox_done_count(const struct inbox *ib) { return ib->done_count; }
 int inbox_unfinished(const struct inbox *ib) { return ib->count; }
 int inbox_open_count(const struct inbox *ib) { return ib->n_open; }
 const char *inbox_cursor(const struct inbox *ib) { return ib->cursor; }
 const char *inbox_fetch_cursor(const struct inbox *ib) { return ib->fetch_cursor; }
 bool inbox_dirty(const struct inbox *ib) { return ib->dirty; }
-void inbox_mark_dirty(struct inbox *ib) { ib->dirty = true; }
 int inbox_unsaved_replies(const struct inbox *ib) { return ib->unsaved_replies; }
 
 struct message *inbox_oldest_active(struct inbox *ib)
@@ -478,9 +613,38 @@ static jv reply_entry(const struct message *m)
 	return r;
 }
 
+/* The highest seq below which everything is done: the cursor row's, lowered
+ * when a row after the cursor with a smaller seq (one that committed late) is
+ * not done yet. -1: none known. */
+static int64_t ack_seq(const struct inbox *ib)
+{
+	int64_t ack = ib->have_floor ? ib->floor.seq : -1;
+	for (const struct message *m = ib->head; m && ack >= 0; m = m->next)
+		if (m->state != MSG_DONE && m->key.seq >= 0 && m->key.seq <= ack)
+			ack = m->key.seq - 1;
+	return ack;
+}
+
 jv inbox_state(struct inbox *ib, jv st)
 {
 	st = jv_object_set(st, jv_string("last_since_id"), jv_string(ib->cursor));
+	if (ib->have_floor) {
+		char at[TS_TEXT_MAX];
+		ts_format(ib->floor.at, at);
+		st = jv_object_set(st, jv_string("done_at"), jv_string(at));
+		st = ib->floor.seq >= 0 ? jv_object_set(st, jv_string("done_seq"), jv_number((double)ib->floor.seq))
+					: jv_object_delete(st, jv_string("done_seq"));
+	} else {
+		st = jv_object_delete(st, jv_string("done_at"));
+		st = jv_object_delete(st, jv_string("done_seq"));
+	}
+	if (ib->have_replay_from) {
+		char from[TS_TEXT_MAX];
+		ts_format(ib->replay_from, from);
+		st = jv_object_set(st, jv_string("replay_from"), jv_string(from));
+	} else {
+		st = jv_object_delete(st, jv_string("replay_from"));
+	}
 	jv done = jv_keys(jv_copy(ib->done_ids));
 	jv replies = jv_array();
 	for (struct message *o = ib->orphans; o; o = o->next)
@@ -490,11 +654,18 @@ jv inbox_state(struct inbox *ib, jv st)
 			done = jv_array_append(done, jv_string(m->id));
 		else if ((m->state == MSG_ANSWERED || m->state == MSG_POSTING) && m->post_body)
 			replies = jv_array_append(replies, reply_entry(m));
-		m->unsaved = false;
 	}
 	st = jv_object_set(st, jv_string("done_ids"), done);
 	st = jv_object_set(st, jv_string("replies"), replies);
+	ib->state_ack = ack_seq(ib);
+	return st;
+}
+
+int64_t inbox_saved(struct inbox *ib)
+{
+	for (struct message *m = ib->head; m; m = m->next)
+		m->unsaved = false;
 	ib->dirty = false;
 	ib->unsaved_replies = 0;
-	return st;
+	return ib->state_ack;
 }

@@ -16,6 +16,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "outbox.h"
+#include "runlimit.h"
 #include "state.h"
 #include "util.h"
 
@@ -60,17 +61,6 @@ static bool drained(struct bridge *b)
 	if (b->posts_only)
 		return true;
 	return inbox_open_count(b->ib) == 0;
-}
-
-/* --once: everything the one poll brought is done. --max-messages: that many
- * were handed out and all of them are done. Kept replies are posted either way. */
-static bool work_complete(struct bridge *b)
-{
-	if (outbox_unposted(b->ob) > 0)
-		return false;
-	if (b->s->once && fetch_finished(b) && inbox_unfinished(b->ib) == 0)
-		return true;
-	return b->s->max_messages && b->dispatch.handed_out >= b->s->max_messages && inbox_open_count(b->ib) == 0;
 }
 
 /* ---- signals ---------------------------------------------------------- */
@@ -186,12 +176,11 @@ static void run_timers(struct bridge *b, int64_t now)
 {
 	coproc_tick(b, now);
 	exec_tick(b, now);
+	runlimit_tick(b, now);
 	if (b->phase == PH_RUN) {
 		session_tick(b, now);
 		fetch_tick(b, now);
 		dispatch_hand_out(b, now);
-		if (work_complete(b))
-			bridge_stop(b, MC_EXIT_OK, "work complete");
 	}
 	if (b->phase == PH_DRAIN) {
 		session_tick(b, now);
@@ -221,6 +210,7 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 	}
 	wait = wait_min(wait, coproc_next_wakeup(b, now));
 	wait = wait_min(wait, exec_next_wakeup(b, now));
+	wait = wait_min(wait, runlimit_next_wakeup(b, now));
 	wait = wait_min(wait, http_next_due(b->h, now));
 	int64_t due = save_due(b, now);
 	if (due >= 0)

@@ -18,8 +18,10 @@ struct heartbeat_info {
 };
 char *platform_heartbeat_body(const char *ws, const struct heartbeat_info *hb);
 
-/* /workspaces/<ws>/activity?type=a2a_receive&limit=N and since_id or since_secs. */
-char *platform_activity_path(const char *ws, const char *since_id, long since_secs, long limit);
+/* /workspaces/<ws>/activity?type=a2a_receive&include=peer_info&limit=N and
+ * since_id, or since_secs and before_ts (NULL: none). */
+char *platform_activity_path(const char *ws, const char *since_id, long since_secs, const char *before_ts,
+			     long limit);
 
 /* The body of a reply to a peer: a new A2A message/send with role agent, fresh
  * ids, and the request's contextId/taskId when known. parts consumed. */

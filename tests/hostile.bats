@@ -115,7 +115,7 @@ hostile_unexpected_requests() {
 			(.method == "POST" and (.path == "/registry/register" or .path == "/registry/heartbeat"
 				or .path == "/workspaces/'"$PEER_ID"'/a2a"))
 			or (.method == "GET"
-				and (.path | test("^/workspaces/'"$WS_ID"'/activity[?]type=a2a_receive&limit=[0-9]+&(since_secs=[0-9]+|since_id=[0-9a-f-]{36})$"))
+				and (.path | test("^/workspaces/'"$WS_ID"'/activity[?]type=a2a_receive&include=peer_info&limit=[0-9]+&(since_secs=[0-9]+(&before_ts=[0-9T:.Z-]+)?|since_id=[0-9a-f-]{36})$"))
 				and ($c == null or ($ids | index($c)) != null))
 		) | not) | "\(.method) \(.path)"' 2>&1
 }
