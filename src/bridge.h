@@ -9,6 +9,7 @@
 
 #include "exitcode.h"
 #include "settings.h"
+#include "ack.h"
 #include "coproc.h"
 #include "dispatch.h"
 #include "exec.h"
@@ -53,6 +54,8 @@ struct bridge {
 	struct coproc co;        /* coproc.c */
 	struct exec_pool exec;   /* exec.c */
 	struct saver save;       /* save.c */
+	struct acker ack;        /* ack.c */
+	struct runlimit runlimit; /* runlimit.c */
 };
 
 /* Ends the run with status (enum exit_code, or a handler's own). The first

@@ -2,10 +2,15 @@
 #include <config.h>
 
 #include "runlimit.h"
+#include "ack.h"
 #include "bridge.h"
 #include "inbox.h"
 #include "log.h"
 #include "outbox.h"
+#include "util.h"
+
+/* How long a finished run waits for its last acknowledgement to be answered. */
+#define FINAL_ACK_WAIT_MS 2000
 
 static int64_t deadline(const struct bridge *b)
 {
@@ -61,7 +66,15 @@ void runlimit_tick(struct bridge *b, int64_t now)
 		time_up(b);
 		return;
 	}
-	if (b->phase == PH_RUN && complete(b))
+	if (b->phase != PH_RUN || !complete(b))
+		return;
+	/* Saved now rather than at exit, so that the acknowledgement it makes
+	 * reaches the platform before the run ends. */
+	if (!b->runlimit.final_save) {
+		b->runlimit.final_save = now;
+		save_now(b);
+	}
+	if (!ack_busy(b) || now >= b->runlimit.final_save + FINAL_ACK_WAIT_MS)
 		bridge_stop(b, MC_EXIT_OK, "work complete");
 }
 
@@ -73,5 +86,8 @@ static int64_t until(int64_t at, int64_t now)
 
 int64_t runlimit_next_wakeup(const struct bridge *b, int64_t now)
 {
-	return b->s->once ? until(deadline(b), now) : -1;
+	int64_t wait = b->s->once ? until(deadline(b), now) : -1;
+	if (b->runlimit.final_save)
+		wait = wait_min(wait, until(b->runlimit.final_save + FINAL_ACK_WAIT_MS, now));
+	return wait;
 }

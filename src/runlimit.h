@@ -21,6 +21,10 @@ struct message;
  * out again whenever it is due, so it is not counted twice and replies that
  * wait for it (replies to one peer keep their order) are not held for ever.
  */
+struct runlimit {
+	int64_t final_save;      /* when the complete work was saved (0: not yet): its ack is awaited briefly */
+};
+
 /* More rows are wanted from the platform. */
 bool runlimit_fetch_wanted(struct bridge *b);
 /* The next message to hand out within the bounds, or NULL. */

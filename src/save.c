@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "ack.h"
 #include "bridge.h"
 #include "inbox.h"
 #include "log.h"
@@ -62,7 +63,7 @@ static void save(struct bridge *b, bool force)
 		sv->retry_at = now + SAVE_EVERY_MS;
 		return;
 	}
-	inbox_saved(b->ib);
+	int64_t seq = inbox_saved(b->ib);
 	if (sv->failures) {
 		char *path = xasprintf("%s/%s.json", b->s->state_dir, b->s->workspace_id);
 		log_info("state file %s writable again after %d failed saves: the cursor on disk is current", path,
@@ -70,6 +71,7 @@ static void save(struct bridge *b, bool force)
 		free(path);
 		sv->failures = 0;
 	}
+	ack_saved(b, seq);
 }
 
 void save_if_due(struct bridge *b)

@@ -431,6 +431,7 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	# The first register carried no token; everything after it carries the new one.
 	assert_eq "$(posts "" "$WS_ID" | jq -c '[.[] | {kind, status, authorization: .headers.authorization}] | unique')" \
 		"$(jq -c -n --arg a "Bearer $token" '[{kind: "a2a", status: 200, authorization: $a},
+			{kind: "ack", status: 200, authorization: $a},
 			{kind: "heartbeat", status: 200, authorization: $a},
 			{kind: "register", status: 200, authorization: null}] | unique')" "posts of the first run"
 	assert_eq "$(bridge_count a2a)" 1 "a2a posts"

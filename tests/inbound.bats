@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # inbound.bats: the inbound side of the platform version 2: what each row is (own
 # traffic, calls that cannot be served, system turns), peer info, a replay larger than
-# one page read back with before_ts.
+# one page read back with before_ts, acknowledgements.
 
 load helpers
 
@@ -55,6 +55,27 @@ in_once() {
 # in_notified N: WS_ID made at least N notify posts.
 in_notified() {
 	[ "$(posts notify "$WS_ID" | jq length)" -ge "$1" ]
+}
+
+# in_acked: the platform's last_acked_seq for WS_ID.
+in_acked() {
+	ctl GET "/_control/workspaces/$WS_ID" | jq -r .last_acked_seq
+}
+
+# in_acked_is N: the platform has N as WS_ID's last acknowledged seq.
+in_acked_is() {
+	[ "$(in_acked)" = "$1" ]
+}
+
+# in_ack_requests: the statuses of every acknowledgement WS_ID sent, as a JSON array.
+in_ack_requests() {
+	ctl GET /_control/requests | jq -c --arg p "/workspaces/$WS_ID/activity/ack" \
+		'[.[] | select(.path == $p) | .status]'
+}
+
+# in_seq ID: the seq of WS_ID's row ID.
+in_seq() {
+	activity "$WS_ID" | jq -r --arg id "$1" '.[] | select(.id == $id) | .seq'
 }
 
 @test "rows: own traffic is never handed out nor answered; calls that cannot be served are skipped with one line each" {
@@ -126,4 +147,44 @@ in_notified() {
 	assert_eq "$(jq -r .id "$T/seen" | head -n 10 | paste -sd' ' -)" "${same[*]}" "the ten, in seq order, first"
 	assert_eq "$(jq -s -c '[.[].text] == ([range(1; 11) | "s\(.)"] + [range(1; 496) | "m\(.)"])' "$T/seen")" true \
 		"then the rest, each once"
+}
+
+@test "acknowledgements: the done seq after each save; a failure is retried at the next save" {
+	local ids more
+	fault '{"endpoint":"ack","status":503,"fail_next":1}'
+	mapfile -t ids < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":3,\"text\":\"m{n}\"}")
+	in_coproc r1
+	wait_until 10 state_file_has '.last_since_id == $id' --arg id "${ids[2]}"
+	state_file_has '.done_seq == ($s | tonumber)' --arg s "$(in_seq "${ids[2]}")"
+	# The first ack failed; the next save (the next message done) sends the latest.
+	wait_until 10 eval '[ "$(posts ack "$WS_ID" | jq "[.[] | select(.status == 503)] | length")" -ge 1 ]'
+	more=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"more\"}")
+	wait_until 10 in_acked_is "$(in_seq "$more")"
+	# Every ack names a seq that is done, in increasing order, with the auth token.
+	assert_eq "$(posts ack "$WS_ID" | jq -c --arg a "Bearer $WS_TOKEN" \
+		'map(.body.acked_seq) as $s | [($s == ($s | sort)), all(.[]; .headers.authorization == $a)]')" \
+		'[true,true]' "ack posts"
+	assert_eq "$(posts ack "$WS_ID" | jq -r '.[0].path')" "/workspaces/$WS_ID/activity/ack" "path"
+	assert_eq "$(grep -Ec '^molecule-connect: (warning|error): .*ack' "$T/r1.err")" 0 "said nothing about acks"
+	stop_bridge TERM
+	assert_eq "$BR_STATUS" 0
+}
+
+@test "acknowledgements: a platform without them (404) is asked once, silently" {
+	fake_stop
+	fake_start --rate-limit 0 --no-ack
+	new_ws >/dev/null
+	new_peer >/dev/null
+	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
+	local ids more
+	mapfile -t ids < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":2,\"text\":\"m{n}\"}")
+	in_coproc r1
+	wait_until 10 state_file_has '.last_since_id == $id' --arg id "${ids[1]}"
+	wait_until 10 eval '[ "$(in_ack_requests)" != "[]" ]'
+	more=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"more\"}")
+	wait_until 10 state_file_has '.last_since_id == $id' --arg id "$more"
+	stop_bridge TERM
+	assert_eq "$BR_STATUS" 0
+	assert_eq "$(in_ack_requests)" '[404]' "ack requests"
+	assert_eq "$(grep -Ec '^molecule-connect: (warning|error): ' "$T/r1.err")" 0 "warnings and errors"
 }
