@@ -17,6 +17,7 @@
 #include "runlimit.h"
 #include "save.h"
 #include "session.h"
+#include "uploads.h"
 
 /* Which backend answers the messages. */
 enum bridge_mode {
@@ -55,6 +56,7 @@ struct bridge {
 	struct exec_pool exec;   /* exec.c */
 	struct saver save;       /* save.c */
 	struct acker ack;        /* ack.c */
+	struct uploads up;       /* uploads.c */
 	struct runlimit runlimit; /* runlimit.c */
 };
 

@@ -18,6 +18,7 @@
 #include "outbox.h"
 #include "runlimit.h"
 #include "state.h"
+#include "uploads.h"
 #include "util.h"
 
 #define IDLE_WAIT_MS 60000              /* the longest sleep when no timer is nearer */
@@ -157,6 +158,7 @@ static void teardown(struct bridge *b)
 	exec_stop(b);
 	if (b->h)
 		save_now(b);
+	uploads_stop(b);
 	outbox_free(b->ob);
 	http_free(b->h);
 	inbox_free(b->ib);
@@ -180,6 +182,7 @@ static void run_timers(struct bridge *b, int64_t now)
 	if (b->phase == PH_RUN) {
 		session_tick(b, now);
 		fetch_tick(b, now);
+		uploads_tick(b, now);
 		dispatch_hand_out(b, now);
 	}
 	if (b->phase == PH_DRAIN) {
@@ -202,6 +205,7 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 	if (b->phase == PH_RUN) {
 		wait = wait_min(wait, session_next_wakeup(b, now));
 		wait = wait_min(wait, fetch_next_wakeup(b, now));
+		wait = wait_min(wait, uploads_next_wakeup(b, now));
 		if (dispatch_ready(b))
 			wait = wait_min(wait, inbox_next_due(b->ib, now));
 	} else if (b->phase == PH_DRAIN) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # inbound.bats: the inbound side of the platform version 2: what each row is (own
 # traffic, calls that cannot be served, system turns), peer info, a replay larger than
-# one page read back with before_ts, acknowledgements.
+# one page read back with before_ts, acknowledgements, and canvas uploads fetched into
+# the state directory.
 
 load helpers
 
@@ -9,11 +10,13 @@ setup() {
 	bridge_setup
 	SD=$T/state
 	IN_PIDS=()
+	IN_FIFO_OPEN=
 	echo_handler
 }
 
 teardown() {
 	kill_pids "${IN_PIDS[@]}"
+	[ -z "$IN_FIFO_OPEN" ] || exec 5>&-
 	local rc=0
 	if grep -Eqs 'Sanitizer|runtime error:' "$T"/*.err; then
 		grep -Es 'Sanitizer|runtime error:' "$T"/*.err | head -n 20 >&2
@@ -34,6 +37,29 @@ in_coproc() {
 		"$WS_ID" -- sh "$T/echo.sh" "$T/$tag.seen" </dev/null >"$T/$tag.out" 2>"$T/$tag.err" 3>&- &
 	BR_PID=$!
 	IN_PIDS+=("$BR_PID")
+}
+
+# in_filter TAG [OPTIONS...]: the bridge in filter mode: messages to $T/TAG.out, replies
+# from the FIFO $T/TAG.in (fd 5 holds it open: write them with in_reply). Sets BR_PID.
+in_filter() {
+	local tag=$1
+	shift
+	mkfifo "$T/$tag.in"
+	exec 5<>"$T/$tag.in"
+	IN_FIFO_OPEN=1
+	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 "$@" \
+		"$WS_ID" <"$T/$tag.in" >"$T/$tag.out" 2>"$T/$tag.err" 3>&- 5>&- &
+	BR_PID=$!
+	IN_PIDS+=("$BR_PID")
+}
+
+in_reply() {
+	printf '%s\n' "$1" >&5
+}
+
+in_close() {
+	exec 5>&-
+	IN_FIFO_OPEN=
 }
 
 # in_once TAG [OPTIONS...] -- COMMAND...: a --once run in the foreground (timeout 60);
@@ -76,6 +102,23 @@ in_ack_requests() {
 # in_seq ID: the seq of WS_ID's row ID.
 in_seq() {
 	activity "$WS_ID" | jq -r --arg id "$1" '.[] | select(.id == $id) | .seq'
+}
+
+# in_upload JSON_FIELDS: a canvas upload for WS_ID (POST /_control/uploads); prints its
+# answer {file_id, uri, row_id}.
+in_upload() {
+	ctl POST /_control/uploads "{\"workspace_id\":\"$WS_ID\",${1#\{}"
+}
+
+# in_uploads: the platform's record of WS_ID's uploads.
+in_uploads() {
+	ctl GET "/_control/uploads?workspace_id=$WS_ID"
+}
+
+# in_sanitized: MC_BIN carries AddressSanitizer (it needs more memory).
+in_sanitized() {
+	nm -an "$MC_BIN" 2>/dev/null | grep -q '__asan_init' && return 0
+	ldd "$MC_BIN" 2>/dev/null | grep -q 'libasan\.so'
 }
 
 @test "rows: own traffic is never handed out nor answered; calls that cannot be served are skipped with one line each" {
@@ -187,4 +230,130 @@ in_seq() {
 	assert_eq "$BR_STATUS" 0
 	assert_eq "$(in_ack_requests)" '[404]' "ack requests"
 	assert_eq "$(grep -Ec '^molecule-connect: (warning|error): ' "$T/r1.err")" 0 "warnings and errors"
+}
+
+@test "an upload: fetched into files/ (0700, 0600), acknowledged, handed out with files, answered on the canvas" {
+	local up fid row line path
+	up=$(in_upload '{"content":"hello, file\n","name":"notes.txt","mime_type":"text/plain"}')
+	fid=$(jq -r .file_id <<<"$up")
+	row=$(jq -r .row_id <<<"$up")
+	in_coproc r1
+	wait_until 10 in_notified 1
+	line=$(cat "$T/r1.seen")
+	path=$(realpath "$SD")/$WS_ID/files/$fid-notes.txt
+	assert_eq "$(jq -c '{id, source_id, origin, method, text, parts, files}' <<<"$line")" \
+		"$(jq -c -n --arg id "$row" --arg p "$path" '{id: $id, source_id: null, origin: "canvas",
+			method: "chat_upload_receive", text: "", parts: [],
+			files: [{name: "notes.txt", mime_type: "text/plain", size: 12, path: $p}]}')" "the line"
+	assert_eq "$(cat "$path")" "hello, file" "the file"
+	assert_eq "$(stat -c %a "$path") $(stat -c %a "$SD/$WS_ID/files") $(stat -c %a "$SD/$WS_ID")" "600 700 700" "modes"
+	assert_eq "$(ls -A "$SD/$WS_ID/files")" "$fid-notes.txt" "nothing else in files/"
+	wait_until 10 eval '[ "$(in_uploads | jq -c ".[0] | [.fetched, .acked]")" = "[1,true]" ]'
+	assert_eq "$(posts upload_ack "$WS_ID" | jq -r '.[0].path')" "/workspaces/$WS_ID/pending-uploads/$fid/ack" "ack path"
+	assert_eq "$(posts notify "$WS_ID" | jq -r '.[0].body.message')" "h:" "the reply"
+	stop_bridge TERM
+}
+
+@test "an upload's name is made safe: no way out of files/, no hidden file, no control character" {
+	local fid
+	fid=$(in_upload '{"content":"x","name":"../../.profile\u0001\nend"}' | jq -r .file_id)
+	in_coproc r1
+	wait_until 10 in_notified 1
+	wait_until 10 state_file_has '.last_since_id != ""'
+	assert_eq "$(ls -A "$SD/$WS_ID/files")" "$fid-_._.._.profile__end" "stored as"
+	assert_eq "$(ls -A "$SD" | sort | paste -sd' ' -)" "$WS_ID $WS_ID.json $WS_ID.lock" "the state directory"
+	assert_eq "$(jq -r '.files[0].name' "$T/r1.seen")" "$(printf '../../.profile\001\nend')" "the name as given"
+	stop_bridge TERM
+}
+
+@test "an upload over --max-file-size is not fetched: a warning, files [], a note in the text" {
+	local fid
+	fid=$(in_upload '{"size":1000,"name":"big.bin"}' | jq -r .file_id)
+	in_coproc r1 --max-file-size 999
+	wait_until 10 in_notified 1
+	assert_eq "$(jq -c '.files' "$T/r1.seen")" '[]' "files"
+	assert_eq "$(jq -r '.text' "$T/r1.seen")" \
+		'(the uploaded file "big.bin" was not fetched: 1000 bytes, larger than --max-file-size (999 bytes))' "text"
+	assert_eq "$(grep -c "^molecule-connect: warning: upload big.bin ($fid) not fetched: 1000 bytes, larger than --max-file-size" "$T/r1.err")" 1 "warning"
+	assert_eq "$(in_uploads | jq -c '.[0] | [.fetched, .acked]')" '[0,false]' "on the platform"
+	[ ! -e "$SD/$WS_ID/files/$fid-big.bin" ]
+	stop_bridge TERM
+}
+
+@test "an upload larger than its row says is cut off at --max-file-size while it comes in, and not kept" {
+	local fid row
+	# The row says 10 bytes; 7000 come. The bytes are counted as they come in.
+	fid=$(in_upload '{"size":7000,"name":"big.bin","no_row":true}' | jq -r .file_id)
+	row=$(queue_msgs "$WS_ID" "{\"from\":null,\"method\":\"chat_upload_receive\",\"request_body\":{\"file_id\":\"$fid\",
+		\"name\":\"big.bin\",\"mimeType\":\"application/octet-stream\",\"size\":10,\"uri\":\"platform-pending:$WS_ID/$fid\"}}")
+	in_coproc r1 --max-file-size 6000
+	wait_until 10 in_notified 1
+	assert_eq "$(jq -c '{id, files}' "$T/r1.seen")" "{\"id\":\"$row\",\"files\":[]}" "handed out without it"
+	grep -q "^molecule-connect: warning: upload big.bin ($fid) not fetched: larger than --max-file-size (6000 bytes)" "$T/r1.err"
+	assert_eq "$(ls -A "$SD/$WS_ID/files")" "" "nothing kept, no temporary file"
+	assert_eq "$(in_uploads | jq -c '.[0] | [.fetched, .acked]')" '[1,false]' "fetched, not acknowledged"
+	stop_bridge TERM
+}
+
+@test "an expired upload: a warning naming it, handed out with files [] and a note" {
+	local fid
+	fid=$(in_upload '{"content":"late","name":"late.txt"}' | jq -r .file_id)
+	ctl POST "/_control/uploads/$fid/expire" >/dev/null
+	in_coproc r1
+	wait_until 10 in_notified 1
+	assert_eq "$(jq -c '.files' "$T/r1.seen")" '[]' "files"
+	assert_eq "$(jq -r '.text' "$T/r1.seen")" \
+		'(the uploaded file "late.txt" was not fetched: it expired on the platform (HTTP 404))' "text"
+	assert_eq "$(grep -c "^molecule-connect: warning: upload late.txt ($fid) not fetched: it expired" "$T/r1.err")" 1 "warning"
+	stop_bridge TERM
+}
+
+@test "a failing upload fetch is retried with backoff, and the messages after it are not held" {
+	local fid peer
+	fault '{"endpoint":"upload","status":503,"fail_next":2}'
+	fid=$(in_upload '{"content":"data","name":"a.txt"}' | jq -r .file_id)
+	peer=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"meanwhile\"}")
+	in_coproc r1
+	wait_until 15 in_notified 1
+	assert_eq "$(jq -r .method "$T/r1.seen" | paste -sd' ' -)" "message/send chat_upload_receive" "handed out"
+	assert_eq "$(jq -r '.[0].body.params.message.parts[0].text' <<<"$(posts a2a)")" "h:meanwhile" "the peer's reply"
+	assert_eq "$(jq -r 'select(.files != []) | .files[0].size' "$T/r1.seen")" 4 "the file came"
+	assert_eq "$(ctl GET /_control/requests | jq --arg p "/workspaces/$WS_ID/pending-uploads/$fid/content" \
+		-c '[.[] | select(.path == $p) | .status]')" '[503,503,200]' "fetches"
+	assert_eq "$(grep -c "^molecule-connect: warning: fetching upload a.txt ($fid) failed (HTTP 503" "$T/r1.err")" 1 "warnings"
+	stop_bridge TERM
+}
+
+@test "an upload is never fetched twice: a restart hands it out again from the file already there" {
+	local fid path
+	fid=$(in_upload '{"content":"once","name":"once.txt"}' | jq -r .file_id)
+	in_filter r1 --drain-timeout 0.5
+	wait_until 10 file_lines "$T/r1.out" 1
+	path=$(jq -r '.files[0].path' "$T/r1.out")
+	stop_bridge TERM
+	in_close
+	rm -f "$T/r1.in"
+	in_filter r1 --drain-timeout 0.5
+	wait_until 10 file_lines "$T/r1.out" 1
+	assert_eq "$(jq -r '.files[0].path' "$T/r1.out")" "$path" "the same file"
+	assert_eq "$(in_uploads | jq '.[0].fetched')" 1 "fetched once"
+	in_reply "{\"id\":\"$(jq -r .id "$T/r1.out")\"}"
+	wait_until 10 state_file_has '.last_since_id != ""'
+	stop_bridge TERM
+	in_close
+}
+
+@test "a large upload is streamed to disk, not held in memory" {
+	local fid path hwm
+	fid=$(in_upload '{"size":100000000,"name":"large.bin"}' | jq -r .file_id)
+	in_filter r1
+	wait_until 60 file_lines "$T/r1.out" 1
+	path=$(jq -r '.files[0].path' "$T/r1.out")
+	assert_eq "$(stat -c %s "$path")" 100000000 "size on disk"
+	assert_eq "$(head -c 26 "$path")" abcdefghijklmnopqrstuvwxyz "its bytes"
+	hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$BR_PID/status")
+	echo "peak RSS: $hwm kB"
+	in_sanitized || [ "$hwm" -lt $((32 * 1024)) ]
+	stop_bridge TERM
+	in_close
 }
