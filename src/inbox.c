@@ -5,54 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include "inbox.h"
+#include "inbox_internal.h"
 #include "json.h"
 #include "rows.h"
 #include "log.h"
 
-/* Ids done recently, remembered so a re-seed after a 410 or a cold replay does
- * not hand out again what was just done. */
-#define RECENT 4096
 #define SUMMARY_MAX 120
 /* A replay after the last done row reads back this much further than its time:
  * that time is the platform's clock, the window is asked in the bridge's, and
  * the two may disagree. Rows before the done row are dropped anyway. */
 #define REPLAY_MARGIN_NS (600LL * 1000000000)
 
-struct inbox {
-	char own_id[UUID_LEN + 1];
-	struct message *head, *tail; /* platform order, from just after the cursor */
-	struct message *orphans;     /* replies kept from a previous run, in reading order */
-	int count;                   /* messages in the list */
-	int n_open;                  /* handed out and not done */
-	char cursor[UUID_LEN + 1];   /* last row of the done prefix ("" = none yet) */
-	char fetch_cursor[UUID_LEN + 1]; /* last row fetched ("" = cold: replay by time) */
-	jv done_ids;                 /* object: done above the cursor, not seen again yet */
-	jv pending_ids;              /* object: ids whose kept reply is being posted */
-	jv recent;                   /* object: ids done recently (de-duplicates a re-seed) */
-	char (*recent_ring)[UUID_LEN + 1];
-	int recent_pos;
-	bool have_floor;             /* floor is known */
-	struct row_key floor;        /* where the cursor's row stands: rows up to it are done */
-	bool have_replay_from;       /* the first start's window, until a row is done */
-	struct ts replay_from;
-	bool dirty;                  /* something the state file holds has changed */
-	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
-	int uploads_waiting;         /* messages waiting for their file */
-	long done_count;             /* handed out in this run and done */
-	int64_t state_ack;           /* the seq to acknowledge as of the last inbox_state (-1: none) */
-};
-
-static bool set_has(jv set, const char *id) { return json_has(set, id); }
-static jv set_add(jv set, const char *id) { return jv_object_set(set, jv_string(id), jv_true()); }
-static jv set_del(jv set, const char *id) { return jv_object_delete(set, jv_string(id)); }
-
 static void recent_add(struct inbox *ib, const char *id)
 {
 	char *slot = ib->recent_ring[ib->recent_pos];
 	if (slot[0])
-		ib->recent = set_del(ib->recent, slot);
+		ib->recent = inbox_set_del(ib->recent, slot);
 	memcpy(slot, id, UUID_LEN + 1);
-	ib->recent = set_add(ib->recent, id);
+	ib->recent = inbox_set_add(ib->recent, id);
 	ib->recent_pos = (ib->recent_pos + 1) % RECENT;
 	if (ib->recent_pos == 0) {
 		/* libjq 1.6 never reuses a deleted slot: rebuild the set from the
@@ -60,11 +30,11 @@ static void recent_add(struct inbox *ib, const char *id)
 		jv_free(ib->recent);
 		ib->recent = jv_object();
 		for (int i = 0; i < RECENT; i++)
-			ib->recent = set_add(ib->recent, ib->recent_ring[i]);
+			ib->recent = inbox_set_add(ib->recent, ib->recent_ring[i]);
 	}
 }
 
-static void message_free(struct message *m)
+void inbox_message_free(struct message *m)
 {
 	free(m->source_id);
 	free(m->context_id);
@@ -110,71 +80,7 @@ struct inbox *inbox_new(const char *own_id, jv st)
 	ib->recent = jv_object();
 	ib->recent_ring = xcalloc(RECENT, sizeof *ib->recent_ring);
 
-	ib->state_ack = -1;
-	char *cur = json_string_dup(st, "last_since_id");
-	if (cur && uuid_valid(cur)) {
-		memcpy(ib->cursor, cur, UUID_LEN + 1);
-		memcpy(ib->fetch_cursor, cur, UUID_LEN + 1);
-	}
-	free(cur);
-	/* state.c has checked both; done_seq means nothing without done_at. */
-	char *at = json_string_dup(st, "done_at");
-	if (at && ts_parse(at, &ib->floor.at)) {
-		jv seq = json_field(st, "done_seq");
-		ib->floor.has_at = ib->have_floor = true;
-		ib->floor.seq = rows_seq_number(seq);
-		jv_free(seq);
-	}
-	free(at);
-	char *from = json_string_dup(st, "replay_from");
-	ib->have_replay_from = from && !ib->have_floor && ts_parse(from, &ib->replay_from);
-	free(from);
-
-	jv done = json_field(st, "done_ids");
-	if (jv_get_kind(done) == JV_KIND_ARRAY) {
-		jv_array_foreach(done, i, id) {
-			if (jv_get_kind(id) == JV_KIND_STRING && uuid_valid(jv_string_value(id)))
-				ib->done_ids = set_add(ib->done_ids, jv_string_value(id));
-			jv_free(id);
-		}
-	}
-	jv_free(done);
-
-	/* Replies read but not posted before the last stop: post them first, in
-	 * the order they were read. Their messages count as answered. */
-	jv replies = json_field(st, "replies");
-	struct message **tail = &ib->orphans;
-	if (jv_get_kind(replies) == JV_KIND_ARRAY) {
-		jv_array_foreach(replies, i, r) {
-			char *id = json_string_dup(r, "id");
-			char *path = id ? json_string_dup(r, "path") : NULL;
-			jv body = json_field(r, "body");
-			if (id && path && uuid_valid(id) && jv_get_kind(body) == JV_KIND_OBJECT) {
-				struct message *m = xcalloc(1, sizeof *m);
-				memcpy(m->id, id, UUID_LEN + 1);
-				m->line = jv_null();
-				m->orphan = true;
-				m->state = MSG_ANSWERED;
-				m->post_path = path;
-				path = NULL;
-				/* The peer's id is in the path: replies to it stay in order. */
-				const char *p = m->post_path + strlen("/workspaces/");
-				if (strstr(m->post_path, "/a2a"))
-					m->source_id = xstrndup(p, UUID_LEN);
-				jv s = jv_dump_string(jv_copy(body), 0);
-				m->post_body = xstrdup(jv_string_value(s));
-				jv_free(s);
-				*tail = m;
-				tail = &m->next;
-				ib->pending_ids = set_add(ib->pending_ids, m->id);
-			}
-			free(id);
-			free(path);
-			jv_free(body);
-			jv_free(r);
-		}
-	}
-	jv_free(replies);
+	inbox_load(ib, st);
 	return ib;
 }
 
@@ -185,12 +91,12 @@ void inbox_free(struct inbox *ib)
 	while (ib->head) {
 		struct message *m = ib->head;
 		list_remove(ib, m);
-		message_free(m);
+		inbox_message_free(m);
 	}
 	while (ib->orphans) {
 		struct message *m = ib->orphans;
 		ib->orphans = m->next;
-		message_free(m);
+		inbox_message_free(m);
 	}
 	jv_free(ib->done_ids);
 	jv_free(ib->pending_ids);
@@ -212,14 +118,14 @@ static void advance(struct inbox *ib)
 			ib->have_replay_from = false;
 		}
 		list_remove(ib, m);
-		message_free(m);
+		inbox_message_free(m);
 		ib->dirty = true;
 	}
 }
 
 static bool known(struct inbox *ib, const char *id)
 {
-	if (set_has(ib->recent, id))
+	if (inbox_set_has(ib->recent, id))
 		return true;
 	for (struct message *m = ib->head; m; m = m->next)
 		if (strcmp(m->id, id) == 0)
@@ -302,9 +208,9 @@ static void log_skipped(const char *id, jv row, enum row_kind kind)
 /* One row (consumed) that is new: a message queued, or a done entry. */
 static bool add_row(struct inbox *ib, const char *id, const struct row_key *key, jv row)
 {
-	if (set_has(ib->done_ids, id)) {
+	if (inbox_set_has(ib->done_ids, id)) {
 		/* Done before a restart: not handed out again. */
-		ib->done_ids = set_del(ib->done_ids, id);
+		ib->done_ids = inbox_set_del(ib->done_ids, id);
 		list_append(ib, done_entry(id, key));
 		jv_free(row);
 		return false;
@@ -335,7 +241,7 @@ static bool add_row(struct inbox *ib, const char *id, const struct row_key *key,
 	m->summary = summary_of(line);
 	m->line = line;
 	list_append(ib, m);
-	if (set_has(ib->pending_ids, m->id)) {
+	if (inbox_set_has(ib->pending_ids, m->id)) {
 		/* Its reply, kept from before a restart, is being posted. */
 		m->state = MSG_POSTING;
 		ib->n_open++;
@@ -540,15 +446,15 @@ void inbox_orphan_done(struct inbox *ib, struct message *o)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = o->next;
-	ib->pending_ids = set_del(ib->pending_ids, o->id);
+	ib->pending_ids = inbox_set_del(ib->pending_ids, o->id);
 	struct message *m = inbox_find(ib, o->id);
 	if (m)
 		inbox_done(ib, m);
 	else
-		ib->done_ids = set_add(ib->done_ids, o->id);
+		ib->done_ids = inbox_set_add(ib->done_ids, o->id);
 	recent_add(ib, o->id);
 	ib->dirty = true;
-	message_free(o);
+	inbox_message_free(o);
 }
 
 void inbox_upload_ready(struct inbox *ib, struct message *m)
@@ -602,70 +508,4 @@ struct message *inbox_next(struct inbox *ib, struct message *m)
 	if (m->orphan && !m->next)
 		return ib->head; /* the kept replies are done: on to the list */
 	return m->next;
-}
-
-static jv reply_entry(const struct message *m)
-{
-	jv r = jv_object();
-	r = jv_object_set(r, jv_string("id"), jv_string(m->id));
-	r = jv_object_set(r, jv_string("path"), jv_string(m->post_path));
-	r = jv_object_set(r, jv_string("body"), jv_parse(m->post_body));
-	return r;
-}
-
-/* The highest seq below which everything is done: the cursor row's, lowered
- * when a row after the cursor with a smaller seq (one that committed late) is
- * not done yet. -1: none known. */
-static int64_t ack_seq(const struct inbox *ib)
-{
-	int64_t ack = ib->have_floor ? ib->floor.seq : -1;
-	for (const struct message *m = ib->head; m && ack >= 0; m = m->next)
-		if (m->state != MSG_DONE && m->key.seq >= 0 && m->key.seq <= ack)
-			ack = m->key.seq - 1;
-	return ack;
-}
-
-jv inbox_state(struct inbox *ib, jv st)
-{
-	st = jv_object_set(st, jv_string("last_since_id"), jv_string(ib->cursor));
-	if (ib->have_floor) {
-		char at[TS_TEXT_MAX];
-		ts_format(ib->floor.at, at);
-		st = jv_object_set(st, jv_string("done_at"), jv_string(at));
-		st = ib->floor.seq >= 0 ? jv_object_set(st, jv_string("done_seq"), jv_number((double)ib->floor.seq))
-					: jv_object_delete(st, jv_string("done_seq"));
-	} else {
-		st = jv_object_delete(st, jv_string("done_at"));
-		st = jv_object_delete(st, jv_string("done_seq"));
-	}
-	if (ib->have_replay_from) {
-		char from[TS_TEXT_MAX];
-		ts_format(ib->replay_from, from);
-		st = jv_object_set(st, jv_string("replay_from"), jv_string(from));
-	} else {
-		st = jv_object_delete(st, jv_string("replay_from"));
-	}
-	jv done = jv_keys(jv_copy(ib->done_ids));
-	jv replies = jv_array();
-	for (struct message *o = ib->orphans; o; o = o->next)
-		replies = jv_array_append(replies, reply_entry(o));
-	for (struct message *m = ib->head; m; m = m->next) {
-		if (m->state == MSG_DONE)
-			done = jv_array_append(done, jv_string(m->id));
-		else if ((m->state == MSG_ANSWERED || m->state == MSG_POSTING) && m->post_body)
-			replies = jv_array_append(replies, reply_entry(m));
-	}
-	st = jv_object_set(st, jv_string("done_ids"), done);
-	st = jv_object_set(st, jv_string("replies"), replies);
-	ib->state_ack = ack_seq(ib);
-	return st;
-}
-
-int64_t inbox_saved(struct inbox *ib)
-{
-	for (struct message *m = ib->head; m; m = m->next)
-		m->unsaved = false;
-	ib->dirty = false;
-	ib->unsaved_replies = 0;
-	return ib->state_ack;
 }
