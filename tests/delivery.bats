@@ -7,72 +7,11 @@
 load helpers
 
 setup() {
-	bridge_setup
-	SD=$T/state
-	DL_PIDS=()
-	DL_FIFO_OPEN=
-	echo_handler
+	tagged_setup
 }
 
 teardown() {
-	kill_pids "${DL_PIDS[@]}"
-	[ -z "$DL_FIFO_OPEN" ] || exec 5>&-
-	local rc=0
-	if grep -Eqs 'Sanitizer|runtime error:' "$T"/*.err; then
-		grep -Es 'Sanitizer|runtime error:' "$T"/*.err | head -n 20 >&2
-		rc=1
-	fi
-	fake_stop || rc=1
-	return "$rc"
-}
-
-# dl_filter TAG [OPTIONS...]: the bridge for WS_ID in filter mode in the background;
-# replies are read from the FIFO $T/TAG.in (fd 5 holds it open: write them with
-# dl_reply), messages go to $T/TAG.out, logs to $T/TAG.err. Sets BR_PID.
-dl_filter() {
-	local tag=$1
-	shift
-	mkfifo "$T/$tag.in"
-	exec 5<>"$T/$tag.in"
-	DL_FIFO_OPEN=1
-	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 "$@" \
-		"$WS_ID" <"$T/$tag.in" >"$T/$tag.out" 2>"$T/$tag.err" 3>&- 5>&- &
-	BR_PID=$!
-	DL_PIDS+=("$BR_PID")
-}
-
-# dl_reply LINE: one reply line to the filter-mode bridge.
-dl_reply() {
-	printf '%s\n' "$1" >&5
-}
-
-# dl_close: closes the FIFO of the last dl_filter.
-dl_close() {
-	exec 5>&-
-	DL_FIFO_OPEN=
-}
-
-# dl_once TAG [OPTIONS...] [-- COMMAND...]: a --once run in the foreground (bounded by
-# timeout 30), the echo handler as co-process unless a command is given: it logs
-# message lines to $T/TAG.seen; logs to $T/TAG.err; status in RUN_STATUS.
-dl_once() {
-	local tag=$1 args=() cmd=()
-	shift
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do
-		args+=("$1")
-		shift
-	done
-	if [ $# -gt 0 ]; then
-		shift
-		cmd=("$@")
-	else
-		cmd=(sh "$T/echo.sh" "$T/$tag.seen")
-	fi
-	: >"$T/$tag.seen"
-	RUN_STATUS=0
-	timeout 30 "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 \
-		--once "${args[@]}" "$WS_ID" -- "${cmd[@]}" </dev/null >"$T/$tag.out" 2>"$T/$tag.err" 3>&- ||
-		RUN_STATUS=$?
+	tagged_teardown
 }
 
 # dl_created_ms ID: the created_at of WS_ID's row ID in epoch milliseconds.
@@ -93,7 +32,7 @@ dl_now_after() {
 dl_first_run_nothing_done() {
 	local ids oldest
 	mapfile -t ids < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":3,\"text\":\"m{n}\"}")
-	dl_filter r1 --since-secs 1 --drain-timeout 0.5
+	tagged_filter r1 --since-secs 1 --drain-timeout 0.5
 	wait_until 10 file_lines "$T/r1.out" 3
 	assert_eq "$(line_ids "$T/r1.out")" "${ids[*]}" "handed out in the first run"
 	if [ "$1" = KILL ]; then
@@ -103,13 +42,13 @@ dl_first_run_nothing_done() {
 	else
 		stop_bridge TERM
 	fi
-	dl_close
+	tagged_close
 	state_file_has '.last_since_id == "" and .done_ids == []'
 	# The restart comes after the messages left the one-second window (the clock
 	# cannot be moved: it is waited for).
 	oldest=$(dl_created_ms "${ids[0]}")
 	wait_until 10 dl_now_after $((oldest + 2500))
-	dl_once r2 --since-secs 1
+	tagged_once r2 --since-secs 1
 	assert_eq "$RUN_STATUS" 0 "exit status"
 	assert_eq "$(line_ids "$T/r2.seen")" "${ids[*]}" "handed out again after the restart"
 	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "h:m1 h:m2 h:m3" "replies"
@@ -130,19 +69,19 @@ dl_first_run_nothing_done() {
 	mapfile -t a < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":4,\"text\":\"a{n}\"}")
 	# First run: a1 and a2 answered (the cursor), a4 answered out of order (a done id),
 	# a3 left open.
-	dl_filter r1 --drain-timeout 0.5
+	tagged_filter r1 --drain-timeout 0.5
 	wait_until 10 file_lines "$T/r1.out" 4
-	dl_reply "{\"id\":\"${a[0]}\"}"
-	dl_reply "{\"id\":\"${a[1]}\"}"
-	dl_reply "{\"id\":\"${a[3]}\"}"
+	tagged_reply "{\"id\":\"${a[0]}\"}"
+	tagged_reply "{\"id\":\"${a[1]}\"}"
+	tagged_reply "{\"id\":\"${a[3]}\"}"
 	wait_until 10 state_file_has '.last_since_id == $c and .done_ids == [$d]' --arg c "${a[1]}" --arg d "${a[3]}"
 	stop_bridge TERM
 	cp "$SD/$WS_ID.json" "$T/r1.json"
-	dl_close
+	tagged_close
 	# The platform prunes the cursor row only: a1, before it, is still there.
 	ctl POST /_control/prune "{\"workspace_id\":\"$WS_ID\",\"ids\":[\"${a[1]}\"]}" >/dev/null
 	mapfile -t b < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":2,\"text\":\"b{n}\"}")
-	dl_once r2
+	tagged_once r2
 	assert_eq "$RUN_STATUS" 0 "exit status"
 	grep -Eq '^molecule-connect: warning: .*cursor.*410' "$T/r2.err"
 	# Only what was not done: a3 (open at the stop), then the new ones.
@@ -155,11 +94,11 @@ dl_first_run_nothing_done() {
 @test "--once with a saved cursor: every message waiting is handed out, not one page" {
 	local first ids
 	first=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"first\"}")
-	dl_once r1
+	tagged_once r1
 	assert_eq "$RUN_STATUS" 0 "first run"
 	state_file_has '.last_since_id == $id' --arg id "$first"
 	mapfile -t ids < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":40,\"text\":\"n{n}\"}")
-	dl_once r2 --drain-timeout 20
+	tagged_once r2 --drain-timeout 20
 	assert_eq "$RUN_STATUS" 0 "second run"
 	assert_eq "$(line_ids "$T/r2.seen")" "${ids[*]}" "all forty handed out, in order"
 	assert_eq "$(a2a_ok_texts | wc -l)" 41 "replies"
@@ -171,7 +110,7 @@ dl_first_run_nothing_done() {
 	mapfile -t ids < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":3,\"text\":\"m{n}\"}")
 	queue_msgs "$WS_ID" '{"from":null,"text":"canvas"}' >/dev/null
 	t0=$(now_ms)
-	dl_once r1 --drain-timeout 2 -- \
+	tagged_once r1 --drain-timeout 2 -- \
 		jq -c --unbuffered 'select(.text != "m2") | {id, text: ("h:" + .text)}'
 	t1=$(now_ms)
 	assert_eq "$RUN_STATUS" 0 "exit status"
@@ -184,7 +123,7 @@ dl_first_run_nothing_done() {
 	assert_eq "$(posts notify "$WS_ID" | jq -r '.[].body.message')" "h:canvas" "posted to the canvas"
 	state_file_has '.last_since_id == $c and (.replies | map(.id)) == [$r]' --arg c "${ids[0]}" --arg r "${ids[2]}"
 	# The next run hands out m2, and only m2, and posts both replies.
-	dl_once r2
+	tagged_once r2
 	assert_eq "$RUN_STATUS" 0 "next run"
 	assert_eq "$(line_ids "$T/r2.seen")" "${ids[1]}" "handed out by the next run"
 	assert_eq "$(a2a_ok_texts | sort | paste -sd' ' -)" "h:m1 h:m2 h:m3" "posted after the next run"

@@ -7,75 +7,11 @@
 load helpers
 
 setup() {
-	bridge_setup
-	SD=$T/state
-	IN_PIDS=()
-	IN_FIFO_OPEN=
-	echo_handler
+	tagged_setup
 }
 
 teardown() {
-	kill_pids "${IN_PIDS[@]}"
-	[ -z "$IN_FIFO_OPEN" ] || exec 5>&-
-	local rc=0
-	if grep -Eqs 'Sanitizer|runtime error:' "$T"/*.err; then
-		grep -Es 'Sanitizer|runtime error:' "$T"/*.err | head -n 20 >&2
-		rc=1
-	fi
-	fake_stop || rc=1
-	return "$rc"
-}
-
-# in_coproc TAG [OPTIONS...]: the bridge for WS_ID in the background with the echo
-# handler as co-process (it answers "h:<text>" and logs message lines to $T/TAG.seen);
-# logs to $T/TAG.err. Sets BR_PID.
-in_coproc() {
-	local tag=$1
-	shift
-	: >"$T/$tag.seen"
-	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 "$@" \
-		"$WS_ID" -- sh "$T/echo.sh" "$T/$tag.seen" </dev/null >"$T/$tag.out" 2>"$T/$tag.err" 3>&- &
-	BR_PID=$!
-	IN_PIDS+=("$BR_PID")
-}
-
-# in_filter TAG [OPTIONS...]: the bridge in filter mode: messages to $T/TAG.out, replies
-# from the FIFO $T/TAG.in (fd 5 holds it open: write them with in_reply). Sets BR_PID.
-in_filter() {
-	local tag=$1
-	shift
-	mkfifo "$T/$tag.in"
-	exec 5<>"$T/$tag.in"
-	IN_FIFO_OPEN=1
-	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 "$@" \
-		"$WS_ID" <"$T/$tag.in" >"$T/$tag.out" 2>"$T/$tag.err" 3>&- 5>&- &
-	BR_PID=$!
-	IN_PIDS+=("$BR_PID")
-}
-
-in_reply() {
-	printf '%s\n' "$1" >&5
-}
-
-in_close() {
-	exec 5>&-
-	IN_FIFO_OPEN=
-}
-
-# in_once TAG [OPTIONS...] -- COMMAND...: a --once run in the foreground (timeout 60);
-# logs to $T/TAG.err, status in RUN_STATUS.
-in_once() {
-	local tag=$1 args=()
-	shift
-	while [ $# -gt 0 ] && [ "$1" != -- ]; do
-		args+=("$1")
-		shift
-	done
-	shift
-	RUN_STATUS=0
-	timeout 60 "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 \
-		--once "${args[@]}" "$WS_ID" -- "$@" </dev/null >"$T/$tag.out" 2>"$T/$tag.err" 3>&- ||
-		RUN_STATUS=$?
+	tagged_teardown
 }
 
 # in_notified N: WS_ID made at least N notify posts.
@@ -131,7 +67,7 @@ in_sanitized() {
 	ms=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"method\":\"message/stream\",\"text\":\"streamed\"}")
 	other=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"method\":\"agent/card\"}")
 	b=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"last\"}")
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 10 a2a_ok_posts 2
 	wait_until 10 state_file_has '.last_since_id == $id' --arg id "$b"
 	assert_eq "$(line_ids "$T/r1.seen")" "$a $b" "handed out"
@@ -153,7 +89,7 @@ in_sanitized() {
 @test "rows: a turn the platform started is handed out as origin system and answered on the canvas" {
 	local id
 	id=$(queue_msgs "$WS_ID" '{"source_type":"self-nudge","text":"check your inbox"}')
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 10 in_notified 1
 	assert_eq "$(jq -c '{id, source_id, origin, text}' "$T/r1.seen")" \
 		"{\"id\":\"$id\",\"source_id\":null,\"origin\":\"system\",\"text\":\"check your inbox\"}" "the line"
@@ -168,7 +104,7 @@ in_sanitized() {
 
 @test "a first start with a backlog of three pages reads back with before_ts and hands out every one, oldest first" {
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":1100,\"text\":\"m{n}\",\"age_secs\":5}" >/dev/null
-	in_once r1 --since-secs 30 --drain-timeout 50 -- sh -c 'tee -a "$0" | jq -c --unbuffered "{id}"' "$T/seen"
+	tagged_once r1 --since-secs 30 --drain-timeout 50 -- sh -c 'tee -a "$0" | jq -c --unbuffered "{id}"' "$T/seen"
 	assert_eq "$RUN_STATUS" 0 "exit status"
 	assert_eq "$(jq -s -c '[.[].text] == [range(1; 1101) | "m\(.)"]' "$T/seen")" true "all 1100, oldest first, once"
 	# It read back page by page (500 rows each), then forward from the oldest page.
@@ -185,7 +121,7 @@ in_sanitized() {
 	at=$(date -u -d '-20 seconds' +%Y-%m-%dT%H:%M:%S.123456Z)
 	mapfile -t same < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":10,\"text\":\"s{n}\",\"created_at\":\"$at\"}")
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":495,\"text\":\"m{n}\",\"age_secs\":5}" >/dev/null
-	in_once r1 --since-secs 60 --drain-timeout 50 -- sh -c 'tee -a "$0" | jq -c --unbuffered "{id}"' "$T/seen"
+	tagged_once r1 --since-secs 60 --drain-timeout 50 -- sh -c 'tee -a "$0" | jq -c --unbuffered "{id}"' "$T/seen"
 	assert_eq "$RUN_STATUS" 0 "exit status"
 	assert_eq "$(jq -r .id "$T/seen" | head -n 10 | paste -sd' ' -)" "${same[*]}" "the ten, in seq order, first"
 	assert_eq "$(jq -s -c '[.[].text] == ([range(1; 11) | "s\(.)"] + [range(1; 496) | "m\(.)"])' "$T/seen")" true \
@@ -196,7 +132,7 @@ in_sanitized() {
 	local ids more
 	fault '{"endpoint":"ack","status":503,"fail_next":1}'
 	mapfile -t ids < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":3,\"text\":\"m{n}\"}")
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 10 state_file_has '.last_since_id == $id' --arg id "${ids[2]}"
 	state_file_has '.done_seq == ($s | tonumber)' --arg s "$(in_seq "${ids[2]}")"
 	# The first ack failed; the next save (the next message done) sends the latest.
@@ -221,7 +157,7 @@ in_sanitized() {
 	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
 	local ids more
 	mapfile -t ids < <(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":2,\"text\":\"m{n}\"}")
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 10 state_file_has '.last_since_id == $id' --arg id "${ids[1]}"
 	wait_until 10 eval '[ "$(in_ack_requests)" != "[]" ]'
 	more=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"more\"}")
@@ -237,7 +173,7 @@ in_sanitized() {
 	up=$(in_upload '{"content":"hello, file\n","name":"notes.txt","mime_type":"text/plain"}')
 	fid=$(jq -r .file_id <<<"$up")
 	row=$(jq -r .row_id <<<"$up")
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 10 in_notified 1
 	line=$(cat "$T/r1.seen")
 	path=$(realpath "$SD")/$WS_ID/files/$fid-notes.txt
@@ -257,7 +193,7 @@ in_sanitized() {
 @test "an upload's name is made safe: no way out of files/, no hidden file, no control character" {
 	local fid
 	fid=$(in_upload '{"content":"x","name":"../../.profile\u0001\nend"}' | jq -r .file_id)
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 10 in_notified 1
 	wait_until 10 state_file_has '.last_since_id != ""'
 	assert_eq "$(ls -A "$SD/$WS_ID/files")" "$fid-_._.._.profile__end" "stored as"
@@ -269,7 +205,7 @@ in_sanitized() {
 @test "an upload over --max-file-size is not fetched: a warning, files [], a note in the text" {
 	local fid
 	fid=$(in_upload '{"size":1000,"name":"big.bin"}' | jq -r .file_id)
-	in_coproc r1 --max-file-size 999
+	tagged_coproc r1 --max-file-size 999
 	wait_until 10 in_notified 1
 	assert_eq "$(jq -c '.files' "$T/r1.seen")" '[]' "files"
 	assert_eq "$(jq -r '.text' "$T/r1.seen")" \
@@ -286,7 +222,7 @@ in_sanitized() {
 	fid=$(in_upload '{"size":7000,"name":"big.bin","no_row":true}' | jq -r .file_id)
 	row=$(queue_msgs "$WS_ID" "{\"from\":null,\"method\":\"chat_upload_receive\",\"request_body\":{\"file_id\":\"$fid\",
 		\"name\":\"big.bin\",\"mimeType\":\"application/octet-stream\",\"size\":10,\"uri\":\"platform-pending:$WS_ID/$fid\"}}")
-	in_coproc r1 --max-file-size 6000
+	tagged_coproc r1 --max-file-size 6000
 	wait_until 10 in_notified 1
 	assert_eq "$(jq -c '{id, files}' "$T/r1.seen")" "{\"id\":\"$row\",\"files\":[]}" "handed out without it"
 	grep -q "^molecule-connect: warning: upload big.bin ($fid) not fetched: larger than --max-file-size (6000 bytes)" "$T/r1.err"
@@ -299,7 +235,7 @@ in_sanitized() {
 	local fid
 	fid=$(in_upload '{"content":"late","name":"late.txt"}' | jq -r .file_id)
 	ctl POST "/_control/uploads/$fid/expire" >/dev/null
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 10 in_notified 1
 	assert_eq "$(jq -c '.files' "$T/r1.seen")" '[]' "files"
 	assert_eq "$(jq -r '.text' "$T/r1.seen")" \
@@ -313,7 +249,7 @@ in_sanitized() {
 	fault '{"endpoint":"upload","status":503,"fail_next":2}'
 	fid=$(in_upload '{"content":"data","name":"a.txt"}' | jq -r .file_id)
 	peer=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"meanwhile\"}")
-	in_coproc r1
+	tagged_coproc r1
 	wait_until 15 in_notified 1
 	assert_eq "$(jq -r .method "$T/r1.seen" | paste -sd' ' -)" "message/send chat_upload_receive" "handed out"
 	assert_eq "$(jq -r '.[0].body.params.message.parts[0].text' <<<"$(posts a2a)")" "h:meanwhile" "the peer's reply"
@@ -327,26 +263,25 @@ in_sanitized() {
 @test "an upload is never fetched twice: a restart hands it out again from the file already there" {
 	local fid path
 	fid=$(in_upload '{"content":"once","name":"once.txt"}' | jq -r .file_id)
-	in_filter r1 --drain-timeout 0.5
+	tagged_filter r1 --drain-timeout 0.5
 	wait_until 10 file_lines "$T/r1.out" 1
 	path=$(jq -r '.files[0].path' "$T/r1.out")
 	stop_bridge TERM
-	in_close
-	rm -f "$T/r1.in"
-	in_filter r1 --drain-timeout 0.5
+	tagged_close
+	tagged_filter r1 --drain-timeout 0.5
 	wait_until 10 file_lines "$T/r1.out" 1
 	assert_eq "$(jq -r '.files[0].path' "$T/r1.out")" "$path" "the same file"
 	assert_eq "$(in_uploads | jq '.[0].fetched')" 1 "fetched once"
-	in_reply "{\"id\":\"$(jq -r .id "$T/r1.out")\"}"
+	tagged_reply "{\"id\":\"$(jq -r .id "$T/r1.out")\"}"
 	wait_until 10 state_file_has '.last_since_id != ""'
 	stop_bridge TERM
-	in_close
+	tagged_close
 }
 
 @test "a large upload is streamed to disk, not held in memory" {
 	local fid path hwm
 	fid=$(in_upload '{"size":100000000,"name":"large.bin"}' | jq -r .file_id)
-	in_filter r1
+	tagged_filter r1
 	wait_until 60 file_lines "$T/r1.out" 1
 	path=$(jq -r '.files[0].path' "$T/r1.out")
 	assert_eq "$(stat -c %s "$path")" 100000000 "size on disk"
@@ -355,5 +290,5 @@ in_sanitized() {
 	echo "peak RSS: $hwm kB"
 	in_sanitized || [ "$hwm" -lt $((32 * 1024)) ]
 	stop_bridge TERM
-	in_close
+	tagged_close
 }
