@@ -158,10 +158,12 @@ static bool page_back(struct bridge *b, jv rows, int64_t now)
 	p->bound = oldest;
 	p->pages_back++;
 	p->next = now;
-	if (log_enabled(LV_DEBUG)) {
+	if (log_enabled(LV_DEBUG) && now - p->progress_at >= 1000) {
+		/* A long backlog is read quickly: a line a second says how far. */
 		char at[TS_TEXT_MAX];
 		ts_format(oldest.at, at);
-		log_debug("replay: page %ld back is full, reading on before %s", p->pages_back, at);
+		log_debug("replay: %ld full pages read back, now before %s", p->pages_back, at);
+		p->progress_at = now;
 	}
 	return true;
 }

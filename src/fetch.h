@@ -42,6 +42,7 @@ struct fetcher {
 	bool paging_back;        /* a replay is reading back before `bound` */
 	struct row_key bound;    /* the oldest row of the last full replay page */
 	long pages_back;
+	int64_t progress_at;     /* when reading back was last reported (-v) */
 	int failures;
 };
 
