@@ -9,12 +9,15 @@
 
 #include "exitcode.h"
 #include "settings.h"
+#include "ack.h"
 #include "coproc.h"
 #include "dispatch.h"
 #include "exec.h"
 #include "fetch.h"
+#include "runlimit.h"
 #include "save.h"
 #include "session.h"
+#include "uploads.h"
 
 /* Which backend answers the messages. */
 enum bridge_mode {
@@ -52,6 +55,9 @@ struct bridge {
 	struct coprocs co;       /* coproc.c */
 	struct exec_pool exec;   /* exec.c */
 	struct saver save;       /* save.c */
+	struct acker ack;        /* ack.c */
+	struct uploads up;       /* uploads.c */
+	struct runlimit runlimit; /* runlimit.c */
 };
 
 /* Ends the run with status (enum exit_code, or a handler's own). The first
