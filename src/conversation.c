@@ -8,7 +8,6 @@
 #include "inbox.h"
 #include "json.h"
 #include "util.h"
-#include "uuid5.h"
 
 static bool is_system(const struct message *m)
 {
@@ -63,7 +62,7 @@ char *conv_key(const char *workspace_id, const struct conv_id *c)
 	if (plain(c->id))
 		return xasprintf("context:%s", c->id);
 	char u[UUID_LEN + 1];
-	if (uuid5(workspace_id, c->id, strlen(c->id), u) != 0)
+	if (!uuid_name(workspace_id, c->id, u))
 		memcpy(u, "00000000-0000-0000-0000-000000000000", sizeof u);
 	return xasprintf("context:~%s", u);
 }
@@ -71,7 +70,7 @@ char *conv_key(const char *workspace_id, const struct conv_id *c)
 char **conv_env(const char *workspace_id, const char *key, const char *peer_id, const char *context_id)
 {
 	char session[UUID_LEN + 1];
-	if (uuid5(workspace_id, key, strlen(key), session) != 0)
+	if (!uuid_name(workspace_id, key, session))
 		session[0] = '\0';
 	char **env = xcalloc(6, sizeof *env);
 	env[0] = xasprintf("MOLECULE_WORKSPACE_ID=%s", workspace_id);

@@ -13,9 +13,11 @@
 struct bridge;
 struct pollset;
 
-#define DISPATCH_LINE_MAX (4u << 20)   /* a reply line: 4 MiB, above the 1 MiB post cap */
-#define DISPATCH_POST_MAX (1u << 20)   /* the platform's request body cap */
+#define DISPATCH_LINE_MAX (4u << 20)   /* a reply line: 4 MiB, above the 1 MiB post cap (PLATFORM_POST_MAX) */
 #define DISPATCH_ERROR_TEXT_MAX 500    /* of a handler's error, in the error reply */
+#define DISPATCH_OUTPUTS_MAX 1000      /* of --filter or --reply-filter, for one input */
+#define DISPATCH_BAD_SHOWN 10          /* bad reply lines reported one by one, */
+#define DISPATCH_BAD_SUMMARY_MS 5000   /* then summed up at most this often */
 
 struct dispatch {
 	struct jqprog *filter, *reply_filter;
@@ -26,6 +28,9 @@ struct dispatch {
 	struct linebuf lb;
 	long line_no;
 	long handed_out;
+	long bad_lines;          /* bad reply lines so far */
+	long bad_unsaid;         /* of them, not reported yet */
+	int64_t bad_said_at;     /* when the last summary was */
 	int in_slot;             /* this turn's pollset slot of in_fd, -1: not watched */
 	bool out_watched;
 };

@@ -15,7 +15,6 @@
 #include "json.h"
 #include "log.h"
 #include "util.h"
-#include "uuid5.h"
 
 #define EXEC_LABEL "--exec"             /* its stderr lines' handler, in JSON logs */
 
@@ -94,7 +93,7 @@ void exec_start(struct bridge *b, struct message *m, jv shown)
 		j->cid.id = c.id ? xstrdup(c.id) : NULL;
 		j->key = conv_key(b->s->workspace_id, &c);
 		char session[UUID_LEN + 1] = "";
-		uuid5(b->s->workspace_id, j->key, strlen(j->key), session);
+		uuid_name(b->s->workspace_id, j->key, session);
 		env[6] = xasprintf("MOLECULE_CONVERSATION=%s", j->key);
 		env[7] = xasprintf("MOLECULE_SESSION_ID=%s", session);
 	}

@@ -148,6 +148,7 @@ static void setup(struct bridge *b, struct settings *s)
 	http_set_token(b->h, s->token);
 	b->ob = outbox_new(b->ib, b->h, dispatch_settled, b);
 	child_setup();
+	session_attach(b);
 	b->mode = s->command ? MODE_COPROC : s->exec ? MODE_EXEC : MODE_FILTER;
 	if (b->mode == MODE_FILTER)
 		dispatch_open_stdio(b);

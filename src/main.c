@@ -12,6 +12,7 @@
 #include "log.h"
 #include "loop.h"
 #include "options.h"
+#include "send.h"
 
 /* A closed 0, 1 or 2 would be handed to the next open(): a socket or the state
  * file could then become stdout. Park /dev/null there instead. */
@@ -79,7 +80,7 @@ int main(int argc, char **argv)
 		settings_free(&s);
 		return stdout_close(MC_EXIT_OK);
 	}
-	int rc = loop_run(&s);
+	int rc = s.send ? send_run(&s) : loop_run(&s);
 	settings_free(&s);
 	return rc;
 }

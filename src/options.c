@@ -86,6 +86,14 @@ const struct option_spec options_specs[] = {
 	  .help = "restart a co-process that holds one message longer than SECS, 0 never (0..86400)" },
 	{ .long_name = "once", .kind = K_FLAG, .offset = FIELD(once),
 	  .help = "handle what is waiting now, drain and exit" },
+	{ .long_name = "send", .kind = K_FLAG, .offset = FIELD(send),
+	  .help = "post the {\"to\":...} lines of standard input as new messages, then exit" },
+	{ .long_name = "post-timeout", .arg = "SECS", .dflt = "60", .kind = K_SECONDS,
+	  .offset = FIELD(post_timeout), .min = 0.1, .max = 3600,
+	  .help = "stop waiting for the answer to a post after SECS and post it again (0.1..3600)" },
+	{ .long_name = "stall-report", .arg = "SECS", .dflt = "60", .kind = K_SECONDS,
+	  .offset = FIELD(stall_report), .min = 0.1, .max = 86400,
+	  .help = "while posts to a peer keep failing, warn every SECS (0.1..86400)" },
 	{ .long_name = "max-messages", .arg = "N", .kind = K_COUNT, .offset = FIELD(max_messages),
 	  .min = 1, .max = (double)MAX_MESSAGES_MAX,
 	  .help = "exit after N messages are done (1..2147483648)" },
@@ -359,6 +367,7 @@ static void print_help(void)
 	printf("Usage: " PROG " [OPTIONS] WORKSPACE_ID\n"
 	       "       " PROG " [OPTIONS] WORKSPACE_ID -- COMMAND [ARG...]\n"
 	       "       " PROG " [OPTIONS] --exec 'SHELL COMMAND' WORKSPACE_ID\n"
+	       "       " PROG " [OPTIONS] --send WORKSPACE_ID < LINES\n"
 	       "\n"
 	       "Bridges one Molecule workspace to a process: each inbound message is a JSON\n"
 	       "line on stdout (or COMMAND's stdin), each reply a JSON line read back.\n"
@@ -388,7 +397,8 @@ static void print_help(void)
 		putchar('\n');
 	}
 	printf("\nOptions override the environment, which overrides the defaults.\n"
-	       "Exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error.\n"
+	       "Exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error,\n"
+	       "3 the workspace was removed.\n"
 	       "See " PROG "(1) for the message and reply formats and the delivery guarantees.\n");
 }
 
@@ -436,6 +446,9 @@ void options_print(const struct settings *s)
 	print_quoted("filter", s->filter);
 	print_quoted("reply_filter", s->reply_filter);
 	printf("once: %s\n", s->once ? "true" : "false");
+	printf("send: %s\n", s->send ? "true" : "false");
+	printf("post_timeout: %g\n", s->post_timeout);
+	printf("stall_report: %g\n", s->stall_report);
 	if (s->max_messages)
 		printf("max_messages: %ld\n", s->max_messages);
 	else

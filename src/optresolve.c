@@ -107,6 +107,8 @@ enum parse_result optresolve_finish(struct parse *p, const char *workspace_id, c
 	}
 	if ((rc = resolve_per(p)) != PARSE_GO_ON)
 		return rc;
+	if (s->send && (s->command || s->exec))
+		return options_usage_error("--send posts lines and exits: it takes no handler (--exec or '-- COMMAND')");
 	if (p->verbose && p->quiet)
 		return options_usage_error("--verbose and --quiet are exclusive");
 	s->verbosity = p->quiet ? -1 : p->verbose;

@@ -25,6 +25,9 @@ struct settings {
 	char *filter;             /* jq program or NULL */
 	char *reply_filter;       /* jq program or NULL */
 	bool once;
+	bool send;                /* --send: post the {"to":...} lines of stdin, then exit */
+	double post_timeout;      /* seconds one attempt to post may take */
+	double stall_report;     /* seconds between reports of posts that keep failing */
 	long max_messages;        /* 0: no limit */
 	bool dry_run;
 	int verbosity;            /* -1 quiet, 0 normal, >= 1 verbose */
