@@ -76,9 +76,8 @@ void inbox_set_replay_from(struct inbox *ib, struct ts from);
 struct message *inbox_find(struct inbox *ib, const char *id);
 struct message *inbox_oldest_open(struct inbox *ib);
 /* The next message to hand out (QUEUED, due and not waiting for a file), or
- * NULL; requeued: only one handed out before in this run. */
+ * NULL. */
 struct message *inbox_next_queued(struct inbox *ib, int64_t now);
-struct message *inbox_next_requeued(struct inbox *ib, int64_t now);
 /* Earliest not_before of such a message after now, or -1. */
 int64_t inbox_next_due(struct inbox *ib, int64_t now);
 

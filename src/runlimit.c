@@ -24,11 +24,10 @@ bool runlimit_fetch_wanted(struct bridge *b)
 	return !b->s->max_messages || inbox_done_count(b->ib) + inbox_unfinished(b->ib) < b->s->max_messages;
 }
 
-struct message *runlimit_next_to_hand_out(struct bridge *b, int64_t now)
+bool runlimit_may_hand_out(struct bridge *b, const struct message *m)
 {
-	if (!b->s->max_messages || inbox_done_count(b->ib) + inbox_in_play(b->ib) < b->s->max_messages)
-		return inbox_next_queued(b->ib, now);
-	return inbox_next_requeued(b->ib, now);
+	return !b->s->max_messages || m->handouts > 0 ||
+	       inbox_done_count(b->ib) + inbox_in_play(b->ib) < b->s->max_messages;
 }
 
 /* Everything --once found is done, or --max-messages messages are; kept

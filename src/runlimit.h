@@ -27,8 +27,8 @@ struct runlimit {
 
 /* More rows are wanted from the platform. */
 bool runlimit_fetch_wanted(struct bridge *b);
-/* The next message to hand out within the bounds, or NULL. */
-struct message *runlimit_next_to_hand_out(struct bridge *b, int64_t now);
+/* m may be handed out within the bounds: always when it was handed out before. */
+bool runlimit_may_hand_out(struct bridge *b, const struct message *m);
 /* Ends the run when its work is complete or its time is up (every turn, every phase). */
 void runlimit_tick(struct bridge *b, int64_t now);
 /* Milliseconds until the run's time is up, or -1 when it has no end. */
