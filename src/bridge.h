@@ -11,8 +11,10 @@
 #include "settings.h"
 #include "coproc.h"
 #include "dispatch.h"
+#include "events.h"
 #include "exec.h"
 #include "fetch.h"
+#include "pace.h"
 #include "save.h"
 #include "session.h"
 
@@ -48,6 +50,8 @@ struct bridge {
 	int64_t started, drain_deadline;
 	struct session session;  /* session.c */
 	struct fetcher fetch;    /* fetch.c */
+	struct pace pace;        /* pace.c */
+	struct events events;    /* events.c */
 	struct dispatch dispatch; /* dispatch.c */
 	struct coproc co;        /* coproc.c */
 	struct exec_pool exec;   /* exec.c */

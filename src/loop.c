@@ -45,6 +45,7 @@ void bridge_drain(struct bridge *b, const char *why, bool posts_only)
 	log_debug("stopping: %s", why);
 	b->phase = PH_DRAIN;
 	fetch_cancel(b);
+	events_stop(b);
 	b->drain_deadline = now_ms() + (int64_t)(b->s->drain_timeout * 1000);
 }
 
@@ -157,6 +158,8 @@ static void setup(struct bridge *b, struct settings *s)
 	}
 	b->started = now_ms();
 	srand((unsigned)(time(NULL) ^ getpid()));
+	pace_init(b);
+	events_init(b);
 	if (b->mode == MODE_COPROC && !coproc_start(b))
 		bridge_stop(b, MC_EXIT_NOT_FOUND, "the handler cannot be started");
 }
@@ -168,6 +171,7 @@ static void teardown(struct bridge *b)
 	if (b->h)
 		save_now(b);
 	outbox_free(b->ob);
+	events_free(b);
 	http_free(b->h);
 	inbox_free(b->ib);
 	dispatch_free(b);
@@ -188,6 +192,7 @@ static void run_timers(struct bridge *b, int64_t now)
 	exec_tick(b, now);
 	if (b->phase == PH_RUN) {
 		session_tick(b, now);
+		events_tick(b, now);
 		fetch_tick(b, now);
 		dispatch_hand_out(b, now);
 		if (work_complete(b))
@@ -213,6 +218,7 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 	if (b->phase == PH_RUN) {
 		wait = wait_min(wait, session_next_wakeup(b, now));
 		wait = wait_min(wait, fetch_next_wakeup(b, now));
+		wait = wait_min(wait, events_next_wakeup(b, now));
 		if (dispatch_ready(b))
 			wait = wait_min(wait, inbox_next_due(b->ib, now));
 	} else if (b->phase == PH_DRAIN) {
