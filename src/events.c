@@ -121,8 +121,10 @@ static void on_data(void *ctx, const char *data, size_t len)
 		ev->up_at = now;
 		log_debug("the event stream is open");
 		ev->ever_up = true;
-		/* Rows logged while there was no stream announced nothing: one poll covers them. */
-		fetch_wake(b, now);
+		/* Rows logged while there was no stream announced nothing: one poll
+		 * covers them. An untrusted stream leaves that to the fast timer. */
+		if (ev->trusted)
+			fetch_wake(b, now);
 	}
 	sse_feed(&ev->parser, data, len);
 }
@@ -265,17 +267,15 @@ int64_t events_next_wakeup(struct bridge *b, int64_t now)
 		return -1;
 	if (ev->recycle)
 		return 0;
+	int64_t at = -1;
 	if (ev->state == EV_OPENING)
-		return ev->opened_at + EVENTS_OPEN_TIMEOUT_MS - now;
-	if (ev->state == EV_UP && ev->failures > 0)
-		return proven(ev, now) ? 0 : ev->up_at + EVENTS_YOUNG_MS - now;
-	if (ev->state == EV_IDLE) {
-		int64_t at = pace_deferrable_at(b, now);
-		if (ev->next_try > at)
-			at = ev->next_try;
-		return at - now;
-	}
-	return -1;
+		at = ev->opened_at + EVENTS_OPEN_TIMEOUT_MS;
+	else if (ev->state == EV_UP && ev->failures > 0)
+		at = ev->up_at + EVENTS_YOUNG_MS;
+	else if (ev->state == EV_IDLE)
+		at = ev->next_try > pace_deferrable_at(b, now) ? ev->next_try : pace_deferrable_at(b, now);
+	/* Overdue is now: a negative wait would mean none. */
+	return at < 0 ? -1 : at > now ? at - now : 0;
 }
 
 /* ---- keeping the stream honest ---------------------------------------- */
@@ -298,9 +298,11 @@ void events_polled(struct bridge *b, int new_messages)
 	ev->trusted = false;
 	ev->misses++;
 	log_debug("a poll found %d messages no event announced (%d in a row)", new_messages, ev->misses);
-	if (ev->misses >= EVENTS_MISSES) {
+	int64_t now = now_ms();
+	if (ev->misses >= EVENTS_MISSES && (!ev->recycled_at || now - ev->recycled_at >= EVENTS_RECYCLE_MS)) {
 		/* Perhaps served by another replica: a new connection may land elsewhere. */
 		ev->misses = 0;
 		ev->recycle = true;
+		ev->recycled_at = now;
 	}
 }

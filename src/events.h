@@ -16,7 +16,8 @@ struct http_req;
 #define EVENTS_AUTO_FAILURES 5          /* auto: failed attempts in a row before polling alone */
 #define EVENTS_YOUNG_MS 10000           /* a stream that ends sooner, with no event, failed */
 #define EVENTS_SETTLED_MS 60000         /* one that lived this long ended normally: reconnect soon */
-#define EVENTS_MISSES 3                 /* timer polls in a row finding unannounced messages: reconnect */
+#define EVENTS_MISSES 3                 /* timer polls in a row finding unannounced messages: reconnect, */
+#define EVENTS_RECYCLE_MS 300000        /* but not more often than this */
 #define EVENTS_WARN_EVERY_MS 300000     /* --events on: a failing stream is reported at most this often */
 
 enum events_state {
@@ -42,6 +43,7 @@ struct events {
 	bool announced;          /* the poll in flight had an event before it */
 	bool covered;            /* the poll in flight was the timer's, the stream up all the time since the last */
 	int misses;              /* polls in a row that found messages no event announced */
+	int64_t recycled_at;     /* when misses last made it reconnect (0: never) */
 	unsigned long stream_events; /* events of the stream now open */
 	int64_t warned_at;       /* the last warning about a failing stream (0: none in this streak) */
 };
@@ -50,7 +52,7 @@ void events_init(struct bridge *b);
 void events_free(struct bridge *b);
 /* Connects when due, gives up an attempt that hangs, reconnects when asked. */
 void events_tick(struct bridge *b, int64_t now);
-/* Milliseconds until events_tick has something to do, or -1. */
+/* Milliseconds until events_tick has something to do (0: now), or -1. */
 int64_t events_next_wakeup(struct bridge *b, int64_t now);
 /* No more stream (draining, stopping). */
 void events_stop(struct bridge *b);
