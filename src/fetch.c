@@ -215,7 +215,11 @@ void fetch_tick(struct bridge *b, int64_t now)
 
 int64_t fetch_next_wakeup(struct bridge *b, int64_t now)
 {
-	return wanted(b) ? pace_poll_at(b, now) - now : -1;
+	if (!wanted(b))
+		return -1;
+	/* Due since this turn began: now, not "never" (a negative wait is none). */
+	int64_t at = pace_poll_at(b, now);
+	return at > now ? at - now : 0;
 }
 
 void fetch_wake(struct bridge *b, int64_t at)

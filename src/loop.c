@@ -216,7 +216,8 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 	int64_t now = now_ms();
 	int64_t wait = IDLE_WAIT_MS;
 	if (b->phase == PH_RUN) {
-		wait = wait_min(wait, session_next_wakeup(b, now));
+		/* An overdue heartbeat is due now (wait_min takes a negative wait for none). */
+		wait = wait_min(wait, session_next_wakeup(b, now) > 0 ? session_next_wakeup(b, now) : 0);
 		wait = wait_min(wait, fetch_next_wakeup(b, now));
 		wait = wait_min(wait, events_next_wakeup(b, now));
 		if (dispatch_ready(b))
