@@ -11,10 +11,6 @@
 
 /* ---- the budget ------------------------------------------------------- */
 
-/* Two answers whose windows end within this much of each other share a window
- * (the time to reset comes in whole seconds). */
-#define SAME_WINDOW_MS 1500
-
 void rate_observe(struct rate_est *e, const struct http_rate *s, int64_t now)
 {
 	if (s->unlimited || s->limit <= 0 || s->remaining < 0 || s->reset_s < 0) {
@@ -24,14 +20,6 @@ void rate_observe(struct rate_est *e, const struct http_rate *s, int64_t now)
 	}
 	/* The whole seconds are rounded down: the end lies up to a second later. */
 	int64_t reset_at = now + s->reset_s * 1000 + 500;
-	bool same = e->known && now < e->reset_at + 1000 && llabs(reset_at - e->reset_at) <= SAME_WINDOW_MS;
-	if (same && now > e->t) {
-		double use = (e->remaining - (double)s->remaining) / (double)(now - e->t);
-		if (use < 0)
-			use = 0; /* answers of parallel requests can come out of order */
-		e->use_per_ms = e->use_known ? (e->use_per_ms + use) / 2 : use;
-		e->use_known = true;
-	}
 	e->known = true;
 	e->limit = s->limit;
 	e->remaining = (double)s->remaining;
@@ -41,13 +29,24 @@ void rate_observe(struct rate_est *e, const struct http_rate *s, int64_t now)
 		e->window_ms = s->reset_s * 1000 + 500;
 }
 
+double rate_spending(const struct rate_est *e)
+{
+	if (!e->known)
+		return 0;
+	int64_t gone = e->t - (e->reset_at - e->window_ms);
+	if (gone < e->window_ms / 10)
+		gone = e->window_ms / 10;
+	double spent = (double)e->limit - e->remaining;
+	return gone > 0 && spent > 0 ? spent / (double)gone : 0;
+}
+
 double rate_remaining(const struct rate_est *e, int64_t now)
 {
 	if (!e->known)
 		return INFINITY;
 	if (now >= e->reset_at)
 		return (double)e->limit;
-	double r = e->remaining - e->use_per_ms * (double)(now - e->t);
+	double r = e->remaining - rate_spending(e) * (double)(now - e->t);
 	return r > 0 ? r : 0;
 }
 
@@ -76,11 +75,12 @@ double rate_pressure(const struct rate_est *e, int64_t now)
 	return m < PACE_PRESSURE_MAX ? m : PACE_PRESSURE_MAX;
 }
 
-int64_t rate_hold_until(const struct rate_est *e, int64_t now, double share)
+int64_t rate_hold_until(const struct rate_est *e, int64_t now, bool work)
 {
 	if (!e->known || now >= e->reset_at)
 		return 0;
-	if (rate_remaining(e, now) > rate_reserve(e) * share)
+	double left = work ? e->remaining : rate_remaining(e, now);
+	if (left > rate_reserve(e) * (work ? 0.5 : 1.0))
 		return 0;
 	return e->reset_at + 500;
 }
@@ -146,7 +146,7 @@ int64_t pace_poll_at(struct bridge *b, int64_t now)
 		at = later(at, pc->last_start + (int64_t)(b->s->interval * 1000 * gap));
 	}
 	/* At the floor, the timer's polls wait first; polls for work keep half the reserve. */
-	int64_t hold = rate_hold_until(&pc->rate, now, timer ? 1.0 : 0.5);
+	int64_t hold = rate_hold_until(&pc->rate, now, !timer);
 	if (hold)
 		at = later(at, after_hold(pc, hold));
 	return at;
@@ -175,6 +175,6 @@ void pace_activity(struct bridge *b)
 
 int64_t pace_deferrable_at(struct bridge *b, int64_t now)
 {
-	int64_t hold = rate_hold_until(&b->pace.rate, now, 1.0);
+	int64_t hold = rate_hold_until(&b->pace.rate, now, false);
 	return hold ? after_hold(&b->pace, hold) : now;
 }

@@ -13,15 +13,16 @@ struct bridge;
 #define PACE_SAFETY_FACTOR 10     /* the event stream carries the news: the timer polls at --interval x this */
 #define PACE_PRESSURE_MAX 60.0    /* the budget stretches the timer's period at most this much */
 #define PACE_PERIOD_MAX_MS 3600000 /* and never beyond an hour */
-#define PACE_WORK_GAP_MAX 10.0    /* polls for known work are at most --interval x this apart under pressure */
+#define PACE_WORK_GAP_MAX 1.0     /* under pressure, polls for known work are up to --interval x this apart */
 
 /*
  * What the platform's rate-limit headers say of the budget this bridge shares
  * (on a multi-tenant platform, with every workspace of its org). A fixed window:
  * `limit` requests, refilled whole when it ends. The headers give what is left
- * and the whole seconds to the window's end; the org's spending rate is learnt
- * from how fast `remaining` falls between two answers of one window, so that
- * what others spent since the last answer is counted too.
+ * and the whole seconds to the window's end. Between two answers others spend
+ * too: what is left now is guessed from the org's average spending in the window
+ * so far (what is gone over the time gone, at least a tenth of the window, so
+ * that a burst at its start does not count as a rate).
  */
 struct rate_est {
 	bool known;               /* a limited budget was announced */
@@ -30,8 +31,6 @@ struct rate_est {
 	int64_t t;                /* when the last answer came (monotonic ms) */
 	int64_t reset_at;         /* its window's end, the middle of what the whole seconds allow */
 	int64_t window_ms;        /* the window's length, from the longest time-to-reset seen */
-	double use_per_ms;        /* the org's spending: requests a millisecond */
-	bool use_known;
 };
 
 /* One answer's rate-limit headers, received at now. Without a limit (none, or
@@ -39,6 +38,8 @@ struct rate_est {
 void rate_observe(struct rate_est *e, const struct http_rate *s, int64_t now);
 /* The budget left at now: the last figure less what the org spends meanwhile. */
 double rate_remaining(const struct rate_est *e, int64_t now);
+/* The org's average spending in the window so far, requests a millisecond. */
+double rate_spending(const struct rate_est *e);
 /* The reserve kept for replies and heartbeats: a tenth of the limit, at least 2. */
 double rate_reserve(const struct rate_est *e);
 /* How much to stretch deferrable polls (1: not at all). The budget should last
@@ -46,9 +47,11 @@ double rate_reserve(const struct rate_est *e);
  * reserve, polls slow down by the square of the shortfall, so a fleet that
  * shares the budget slows down together and keeps within it. */
 double rate_pressure(const struct rate_est *e, int64_t now);
-/* With share x the reserve left or less, requests that can wait do so until
- * the window is surely over: its time; 0 when they may go now. */
-int64_t rate_hold_until(const struct rate_est *e, int64_t now, double share);
+/* At the reserve, requests that can wait do so until the window is surely
+ * over: its time; 0 when they may go now. A timer poll waits when the guess of
+ * what is left is at the reserve; a poll for known work only when the last
+ * figure the platform gave is at half of it. */
+int64_t rate_hold_until(const struct rate_est *e, int64_t now, bool work);
 
 /* The timer's period in ms: --interval, --idle-interval once quiet (never below
  * --interval), --interval x PACE_SAFETY_FACTOR while the event stream is

@@ -52,21 +52,21 @@ static void test_spending(void)
 	is_int(e.window_ms, 59500, "its length is learnt from the time to reset");
 	ok(rate_remaining(&e, 100000) == 599, "what is left: the last figure");
 	ok(rate_pressure(&e, 100000) == 1, "a full budget: no pressure");
-	/* Others spent 99 in 9 s (on top of this bridge's one request). */
-	h = hdr(600, 500, 50);
-	rate_observe(&e, &h, 109000);
-	ok(fabs(e.use_per_ms - 99.0 / 9000) < 1e-9, "the org's spending: 11 a second");
-	ok(fabs(rate_remaining(&e, 110000) - (500 - 11)) < 1e-6, "a second later, 11 fewer are left");
+	ok(fabs(rate_spending(&e) - 1.0 / 5950) < 1e-12,
+	   "at the window's start, spending is averaged over a tenth of it at least");
+	/* Half the window gone, 300 spent by the org: 10 a second. */
+	h = hdr(600, 300, 29);
+	rate_observe(&e, &h, 130000);
+	is_int(e.reset_at, 159500, "the same window");
+	ok(fabs(rate_spending(&e) - 300.0 / 30000) < 1e-12, "the org's spending: what is gone over the time gone");
+	ok(fabs(rate_remaining(&e, 131000) - 290) < 1e-6, "a second later, 10 fewer are left");
 	ok(rate_remaining(&e, 200000) == 600, "after the window's end: the whole budget again");
-	/* A new window: spending carries over, the figure is new. */
+	ok(fabs(rate_remaining(&e, 159400) - 6) < 1e-6, "just before the end: what the spending leaves");
+	/* A new window starts from its own figures. */
 	h = hdr(600, 590, 59);
 	rate_observe(&e, &h, 160000);
 	ok(e.remaining == 590 && e.reset_at == 160000 + 59500, "a new window starts from its own figures");
-	ok(fabs(e.use_per_ms - 99.0 / 9000) < 1e-9, "no spending is learnt across windows");
-	/* Parallel answers out of order: never a negative spending. */
-	h = hdr(600, 595, 59);
-	rate_observe(&e, &h, 160100);
-	ok(e.use_per_ms >= 0, "an older figure arriving late counts as no spending");
+	ok(fabs(rate_spending(&e) - 10.0 / 5950) < 1e-12, "and its own spending");
 }
 
 static void test_pressure(void)
@@ -87,13 +87,23 @@ static void test_pressure(void)
 	ok(rate_pressure(&f, 0) == PACE_PRESSURE_MAX, "almost nothing left: stretched to the most");
 	/* The floor. */
 	f.remaining = 61;
-	is_int(rate_hold_until(&f, 0, 1.0), 0, "above the reserve: timer polls may go");
+	is_int(rate_hold_until(&f, 0, false), 0, "above the reserve: timer polls may go");
 	f.remaining = 60;
-	is_int(rate_hold_until(&f, 0, 1.0), f.reset_at + 500, "at the reserve: they wait for the window's end");
-	is_int(rate_hold_until(&f, 0, 0.5), 0, "polls for work keep half the reserve");
+	is_int(rate_hold_until(&f, 0, false), f.reset_at + 500, "at the reserve: they wait for the window's end");
+	is_int(rate_hold_until(&f, 0, true), 0, "polls for work keep half the reserve");
 	f.remaining = 30;
-	is_int(rate_hold_until(&f, 0, 0.5), f.reset_at + 500, "and wait below it");
-	is_int(rate_hold_until(&f, f.reset_at, 0.5), 0, "the window over: nothing held");
+	is_int(rate_hold_until(&f, 0, true), f.reset_at + 500, "and wait below it");
+	is_int(rate_hold_until(&f, f.reset_at, true), 0, "the window over: nothing held");
+	/* What others spend meanwhile counts for the timer, not for work. */
+	struct rate_est g2 = { 0 };
+	h = hdr(600, 100, 29);
+	rate_observe(&g2, &h, 0);
+	g2.window_ms = 60000;
+	/* 500 gone in 30.5 s: about 16 a second, so 3 s later about 50 are left. */
+	is_int(rate_hold_until(&g2, 0, false), 0, "the last figure above the reserve: a timer poll may go");
+	is_int(rate_hold_until(&g2, 3000, false), g2.reset_at + 500, "3 s of the org's spending later, it waits");
+	is_int(rate_hold_until(&g2, 3000, true), 0, "a poll for work is held only on the platform's own figure");
+	ok(rate_remaining(&g2, 20000) == 0, "never below nothing");
 	/* A small limit keeps a reserve of 2. */
 	struct rate_est g = { 0 };
 	h = hdr(10, 5, 1);
