@@ -258,7 +258,9 @@ latency() {
 	# wait for that poll (uniform over the interval by design) and what the bridge adds.
 	# Reply: the handler's write -> created_at of the reply row that its post made.
 	out=$(jq -sc --slurpfile rows "$WORK/replies.json" --slurpfile reqs "$WORK/requests.json" '
-		def us: (.[0:19] + "Z" | fromdateiso8601) * 1000000 + (.[20:26] | tonumber);
+		# RFC 3339 with 0 to 9 fraction digits (trailing zeros trimmed): microseconds.
+		def us: capture("^(?<s>[^.Z]+)(\\.(?<f>[0-9]+))?Z$") as $c |
+			(($c.s + "Z") | fromdateiso8601) * 1000000 + ((($c.f // "") + "000000")[0:6] | tonumber);
 		def pct(p): sort | .[((length * p) | ceil) - 1];
 		def ms: . / 1000 | . * 100 | round / 100;
 		($rows[0] | map({key: (.request_body.params.message.parts[0].text // ""),
