@@ -20,7 +20,7 @@
 static const char usage_text[] =
 	"usage: mcbench ceiling --url U --ws ID --token T --peer ID --count N [--page K] [--text-size S]\n"
 	"       mcbench queue   --url U --ws ID --peers ID,ID.. --count N [--text-size S] [--chunk C]\n"
-	"       mcbench trickle --url U --ws ID --peer ID --count N [--min-gap-ms A] [--max-gap-ms B]\n"
+	"       mcbench trickle --url U --ws ID[,ID..] --peer ID --count N [--min-gap-ms A] [--max-gap-ms B]\n"
 	"       mcbench wait    --url U --peers ID,ID.. --target N --pid P [--fake-pid F] [--timeout S]\n"
 	"       mcbench echo            (handler: {id,text} -> {id,text:\"echo: \"+text})\n"
 	"       mcbench stamp LOGFILE   (the same, logging arrival and reply times)\n"
@@ -422,25 +422,36 @@ static int cmd_queue(struct opts *o)
 
 /* ---------- trickle: messages one at a time, at random gaps ---------- */
 
+/* --ws may name several workspaces (comma-separated): each message goes to one of
+ * them at random. The gaps are kept from one message's start to the next, so that
+ * the time a queueing request takes does not slow the rate down. */
 static int cmd_trickle(struct opts *o)
 {
 	if (!o->ws || !o->peer || o->count <= 0 || o->max_gap < o->min_gap)
 		die("trickle needs --ws, --peer, --count and min gap <= max gap");
+	char *list = strdup(o->ws);
+	char *targets[4096];
+	int nt = split(list, targets, 4096);
 	struct client c;
 	client_init(&c, o->url, NULL, NULL);
 	unsigned seed;
 	if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
 		seed = (unsigned)time(NULL);
 	srand(seed);
+	double next = mono_s();
 	for (long i = 1; i <= o->count; i++) {
 		char text[64];
 		snprintf(text, sizeof text, "lat-%ld", i);
-		free(queue(&c, o->ws, o->peer, 1, text));
+		free(queue(&c, targets[nt > 1 ? rand() % nt : 0], o->peer, 1, text));
 		long gap = o->min_gap + (long)((double)rand() / ((double)RAND_MAX + 1) *
 					       (double)(o->max_gap - o->min_gap + 1));
-		sleep_ms(gap);
+		next += (double)gap / 1000;
+		double wait = next - mono_s();
+		if (wait > 0)
+			sleep_ms((long)(wait * 1000));
 	}
 	client_free(&c);
+	free(list);
 	return 0;
 }
 
