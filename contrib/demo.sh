@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds molecule-connect and runs it end to end on this machine: the fake
 # platform on loopback with a few queued messages (from a peer agent and from
-# the canvas), molecule-connect bridging them to a one-line jq echo handler.
-# Shows each message as the handler saw it and each reply as the platform got it.
+# the canvas), molecule-connect bridging them to a small echo handler.
+# Shows each message as the handler saw it, the line it writes at the end of its
+# input (it is given time to finish), and each reply as the platform got it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build-demo}
@@ -32,12 +33,21 @@ ctl /_control/messages "{\"workspace_id\":\"$ws_id\",\"from\":\"$peer_id\",\"cou
 ctl /_control/messages "{\"workspace_id\":\"$ws_id\",\"text\":\"hello from a person in the canvas\"}" >/dev/null
 
 echo "== platform $url, workspace $ws_id; 4 messages queued"
-echo "== molecule-connect $ws_id -- jq (echo handler); messages as the handler sees them:"
-# The handler: a co-process that tees what it receives to the terminal and
-# answers each message with its text echoed back.
+echo "== molecule-connect --once $ws_id -- (echo handler); messages as the handler sees them:"
+# The handler: a co-process that shows each message it reads on the terminal
+# (its stderr), then answers it with its text echoed back; at the end of its
+# input it says how many it answered. --once ends its input once every reply
+# is posted and waits for it to exit, so that last line shows too.
+handler='n=0
+while IFS= read -r line; do
+	printf "%s\n" "$line" | jq -c "{id, origin, source_id, context_id, text}" >&2
+	printf "%s\n" "$line" | jq -c "{id, text: (\"echo: \" + .text)}"
+	n=$((n + 1))
+done
+echo "handler: end of input at $(date +%T) after $n messages, exiting" >&2'
 MOLECULE_WORKSPACE_TOKEN=$(jq -r .token <<<"$ws") \
 	"$build/molecule-connect" --api-url "$url" --state-dir "$work/state" --once \
-	"$ws_id" -- bash -c 'tee >(jq -c --unbuffered "{id, origin, source_id, context_id, text}" >&2) | jq -c --unbuffered "{id, text: (\"echo: \" + .text)}"'
+	"$ws_id" -- bash -c "$handler"
 
 echo "== replies the platform received:"
 curl -sS "$url/_control/posts?kind=a2a" | jq -r '.[] | "  to peer \(.path | split("/")[2]): \(.body.params.message.parts[0].text)  (context \(.body.params.message.contextId))"'

@@ -21,7 +21,7 @@
 /* Which backend answers the messages. */
 enum bridge_mode {
 	MODE_FILTER,  /* lines on stdout, replies on stdin */
-	MODE_COPROC,  /* -- COMMAND: one co-process's stdin and stdout */
+	MODE_COPROC,  /* -- COMMAND: co-processes' stdin and stdout (one, or one per conversation) */
 	MODE_EXEC,    /* --exec: one shell command per message */
 };
 
@@ -53,7 +53,7 @@ struct bridge {
 	struct pace pace;        /* pace.c */
 	struct events events;    /* events.c */
 	struct dispatch dispatch; /* dispatch.c */
-	struct coproc co;        /* coproc.c */
+	struct coprocs co;       /* coproc.c */
 	struct exec_pool exec;   /* exec.c */
 	struct saver save;       /* save.c */
 };

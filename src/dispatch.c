@@ -19,6 +19,7 @@
 #include "parts.h"
 #include "platform.h"
 #include "reply.h"
+#include "route.h"
 #include "util.h"
 
 /* ---- set-up ----------------------------------------------------------- */
@@ -64,6 +65,9 @@ void dispatch_open_stdio(struct bridge *b)
 void dispatch_free(struct bridge *b)
 {
 	struct dispatch *d = &b->dispatch;
+	if (d->bad_lines > DISPATCH_BAD_SHOWN)
+		log_error("%ld bad reply lines in all, %ld of them not reported one by one%s", d->bad_lines,
+			  d->bad_lines - DISPATCH_BAD_SHOWN, d->bad_unsaid ? "" : " (summed up above)");
 	jqprog_free(d->filter);
 	jqprog_free(d->reply_filter);
 	d->filter = d->reply_filter = NULL;
@@ -75,13 +79,16 @@ void dispatch_free(struct bridge *b)
 
 bool dispatch_ready(struct bridge *b)
 {
-	if (inbox_open_count(b->ib) >= fetch_window(b))
+	if (inbox_handed_count(b->ib) >= fetch_window(b))
 		return false; /* the window: a replayed backlog is handed out bit by bit too */
+	if (outbox_full(b->ob))
+		return false; /* replies that cannot be posted wait outside the window, within a bound */
 	switch (b->mode) {
 	case MODE_FILTER:
 		return !b->dispatch.out.broken;
 	case MODE_COPROC:
-		return coproc_ready(b) && !b->dispatch.out.broken;
+		/* Under --per each conversation's readiness is the route's to judge. */
+		return b->s->per_by != PER_NONE || coproc_ready(b);
 	case MODE_EXEC:
 		return exec_ready(b);
 	}
@@ -92,12 +99,18 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 {
 	struct dispatch *d = &b->dispatch;
 	struct message *m;
-	while (b->phase == PH_RUN && dispatch_ready(b) && (m = inbox_next_queued(b->ib, now))) {
+	struct route r;
+	route_begin(&r, now);
+	while (b->phase == PH_RUN && dispatch_ready(b) && (m = route_next(b, &r))) {
 		if (b->s->max_messages && d->handed_out >= b->s->max_messages)
 			break;
 		jv outs;
 		if (d->filter) {
-			outs = jqprog_run(d->filter, jv_copy(m->line));
+			bool cut;
+			outs = jqprog_run_capped(d->filter, jv_copy(m->line), DISPATCH_OUTPUTS_MAX, &cut);
+			if (cut)
+				log_error("--filter gave more than %d outputs for message %s: the first %d are handed out, the rest dropped",
+					  DISPATCH_OUTPUTS_MAX, m->id, DISPATCH_OUTPUTS_MAX);
 			if (!jv_is_valid(outs)) {
 				jv msg = jv_invalid_get_msg(outs);
 				char *why = xasprintf("--filter failed on message %s: %s", m->id,
@@ -109,6 +122,7 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 				int64_t delay = backoff_ms(m->handouts + 1, 1000, 60000);
 				m->handouts++;
 				inbox_requeue(b->ib, m, now + delay);
+				route_skip(b, &r, m);
 				continue;
 			}
 		} else {
@@ -121,54 +135,85 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 			inbox_open(b->ib, m, now);
 			inbox_done(b->ib, m);
 			outbox_touch(b->ob);
+			route_restart(&r);
 			continue;
 		}
 		inbox_open(b->ib, m, now);
-		if (b->mode == MODE_EXEC) {
+		switch (b->mode) {
+		case MODE_EXEC:
 			exec_start(b, m, jv_array_get(outs, 0));
-			continue;
+			break;
+		case MODE_COPROC:
+			coproc_give(b, r.co, m, outs);
+			break;
+		case MODE_FILTER:
+			jv_array_foreach(outs, i, o)
+				outchan_queue_json(&d->out, o);
+			jv_free(outs);
+			break;
 		}
-		jv_array_foreach(outs, i, o)
-			outchan_queue_json(&d->out, o);
-		jv_free(outs);
 	}
+	route_end(b, &r);
 }
 
 /* ---- replies ---------------------------------------------------------- */
 
+/* One error line for each of the first DISPATCH_BAD_SHOWN bad lines, then a
+ * count now and again: a handler printing junk must not flood stderr. */
 static void reply_error(struct bridge *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void reply_error(struct bridge *b, const char *fmt, ...)
 {
+	struct dispatch *d = &b->dispatch;
+	int64_t now = now_ms();
+	d->bad_lines++;
+	bool one_by_one = d->bad_lines <= DISPATCH_BAD_SHOWN;
+	if (!one_by_one) {
+		d->bad_unsaid++;
+		if (now - d->bad_said_at < DISPATCH_BAD_SUMMARY_MS)
+			return;
+	}
 	va_list ap;
 	va_start(ap, fmt);
 	char *msg = NULL;
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	log_error("reply line %ld: %s: skipped", b->dispatch.line_no, msg ? msg : "invalid");
+	if (one_by_one)
+		log_error("reply line %ld: %s: skipped", d->line_no, msg ? msg : "invalid");
+	else
+		log_error("%ld more bad reply lines skipped (the last, line %ld: %s)", d->bad_unsaid, d->line_no,
+			  msg ? msg : "invalid");
 	free(msg);
+	d->bad_said_at = now;
+	d->bad_unsaid = 0;
 }
 
 /* The reply to m becomes a post: to the peer that sent it, or to the canvas. */
 static void answer(struct bridge *b, struct message *m, jv parts)
 {
 	char *path, *body;
+	/* The same id however often this message is answered: the platform keeps
+	 * one, should a crash have made the handler answer it twice. */
+	char reply_id[UUID_LEN + 1];
+	platform_reply_id(b->s->workspace_id, m->id, 1, reply_id);
+	char *in_reply_to = json_string_dup(m->line, "message_id");
 	if (m->source_id) {
 		path = xasprintf("/workspaces/%s/a2a", m->source_id);
-		body = platform_a2a_body(parts, m->context_id, m->task_id);
+		body = platform_a2a_body(parts, m->context_id, in_reply_to, reply_id);
 	} else {
 		path = xasprintf("/workspaces/%s/notify", b->s->workspace_id);
 		body = platform_notify_body(parts);
 	}
-	if (strlen(body) > DISPATCH_POST_MAX) {
+	if (strlen(body) > PLATFORM_POST_MAX) {
 		free(body);
 		char *why = xasprintf("reply to message %s is larger than the platform's 1 MiB limit", m->id);
 		log_error("%s: sending an error reply instead", why);
 		session_outcome(b, true, why);
 		free(why);
 		jv err = jv_array_append(jv_array(), parts_text_part("error: the reply was too large to deliver"));
-		body = m->source_id ? platform_a2a_body(err, m->context_id, m->task_id) : platform_notify_body(err);
+		body = m->source_id ? platform_a2a_body(err, m->context_id, in_reply_to, reply_id) : platform_notify_body(err);
 	}
+	free(in_reply_to);
 	inbox_answer(b->ib, m, path, body);
 	outbox_touch(b->ob);
 }
@@ -180,6 +225,17 @@ void dispatch_reply(struct bridge *b, jv v)
 	if (reply_parse(v, &r, &err) != 0) {
 		reply_error(b, "%s", err);
 		free(err);
+		return;
+	}
+	if (r.kind == REPLY_SEND) {
+		char *why = NULL;
+		struct message *o = outbox_new_message(b->ob, b->s->workspace_id, r.to, jv_copy(r.parts), r.context_id, &why);
+		if (o)
+			log_debug("line %ld: a new message %s to %s", b->dispatch.line_no, o->id, r.to ? r.to : "the canvas");
+		else
+			reply_error(b, "%s", why);
+		free(why);
+		reply_free(&r);
 		return;
 	}
 	struct message *m;
@@ -196,7 +252,7 @@ void dispatch_reply(struct bridge *b, jv v)
 			return;
 		}
 	} else {
-		m = inbox_oldest_open(b->ib);
+		m = coproc_oldest_open(b);
 		if (!m) {
 			reply_error(b, "a reply without \"id\" but no message is waiting for one");
 			reply_free(&r);
@@ -204,7 +260,7 @@ void dispatch_reply(struct bridge *b, jv v)
 		}
 	}
 	int64_t now = now_ms();
-	coproc_answered(b);
+	coproc_answered(b, m);
 	switch (r.kind) {
 	case REPLY_TEXT:
 	case REPLY_PARTS:
@@ -230,6 +286,8 @@ void dispatch_reply(struct bridge *b, jv v)
 	case REPLY_RETRY:
 		inbox_requeue(b->ib, m, now + (int64_t)(b->s->interval * 1000 > 1000 ? b->s->interval * 1000 : 1000));
 		outbox_touch(b->ob);
+		break;
+	case REPLY_SEND: /* not a reply: handled above */
 		break;
 	}
 	reply_free(&r);
@@ -262,7 +320,10 @@ static void on_line(void *ctx, const char *line, size_t len, bool too_long)
 		return;
 	}
 	if (d->reply_filter) {
-		jv outs = jqprog_run(d->reply_filter, v);
+		bool cut;
+		jv outs = jqprog_run_capped(d->reply_filter, v, DISPATCH_OUTPUTS_MAX, &cut);
+		if (cut)
+			reply_error(b, "--reply-filter gave more than %d outputs: the rest are dropped", DISPATCH_OUTPUTS_MAX);
 		if (!jv_is_valid(outs)) {
 			jv msg = jv_invalid_get_msg(outs);
 			reply_error(b, "--reply-filter failed: %s", jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "error");
@@ -277,14 +338,9 @@ static void on_line(void *ctx, const char *line, size_t len, bool too_long)
 	dispatch_reply(b, v);
 }
 
-void dispatch_feed(struct bridge *b, const char *data, size_t n)
+void dispatch_line(void *ctx, const char *line, size_t len, bool too_long)
 {
-	linebuf_feed(&b->dispatch.lb, data, n, on_line, b);
-}
-
-void dispatch_feed_end(struct bridge *b)
-{
-	linebuf_finish(&b->dispatch.lb, on_line, b);
+	on_line(ctx, line, len, too_long);
 }
 
 static void read_input(struct bridge *b)
@@ -297,7 +353,7 @@ static void read_input(struct bridge *b)
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n = read(d->in_fd, chunk, sizeof chunk);
 		if (n > 0) {
-			dispatch_feed(b, chunk, (size_t)n);
+			linebuf_feed(&d->lb, chunk, (size_t)n, on_line, b);
 			if (!nonblock || (size_t)n < sizeof chunk || d->in_fd < 0)
 				return;
 			continue;
@@ -308,12 +364,8 @@ static void read_input(struct bridge *b)
 			return;
 		if (n < 0)
 			log_error("reading replies: %s", strerror(errno));
-		dispatch_feed_end(b);
+		linebuf_finish(&d->lb, on_line, b);
 		d->in_eof = true;
-		if (b->mode == MODE_COPROC) {
-			coproc_output_closed(b);
-			return;
-		}
 		bridge_drain(b, "end of input", true);
 		return;
 	}
@@ -335,36 +387,6 @@ void dispatch_settled(void *ctx, const char *msg_id, bool ok, const char *why)
 
 /* ---- the channels ----------------------------------------------------- */
 
-void dispatch_attach(struct bridge *b, int to_fd, int from_fd)
-{
-	struct dispatch *d = &b->dispatch;
-	outchan_close(&d->out);
-	outchan_init(&d->out, to_fd);
-	d->in_fd = from_fd;
-	d->in_nonblock = true;
-	d->in_eof = false;
-	linebuf_free(&d->lb);
-	linebuf_init(&d->lb, DISPATCH_LINE_MAX);
-}
-
-void dispatch_detach(struct bridge *b)
-{
-	struct dispatch *d = &b->dispatch;
-	outchan_close(&d->out);
-	d->in_fd = -1;
-	d->in_eof = true;
-}
-
-bool dispatch_writing(const struct bridge *b)
-{
-	return outchan_want_write(&b->dispatch.out);
-}
-
-void dispatch_close_output(struct bridge *b)
-{
-	outchan_close(&b->dispatch.out);
-}
-
 void dispatch_flush(struct bridge *b)
 {
 	struct dispatch *d = &b->dispatch;
@@ -380,9 +402,10 @@ void dispatch_watch(struct bridge *b, struct pollset *ps)
 {
 	struct dispatch *d = &b->dispatch;
 	/* Replies are read once registered: a refused token is reported even
-	 * when input ends at once. */
+	 * when input ends at once. A full outbox is not added to: new messages
+	 * ({"to"} lines) wait in the pipe until it drains. */
 	d->in_slot = -1;
-	if (!d->in_eof && d->in_fd >= 0 && b->phase != PH_REGISTER)
+	if (!d->in_eof && d->in_fd >= 0 && b->phase != PH_REGISTER && !outbox_full(b->ob))
 		d->in_slot = (int)pollset_add(ps, d->in_fd, CURL_WAIT_POLLIN);
 	/* Stdout is watched even with nothing to write, so a reader that went
 	 * away (| head -n 1) is noticed while its lines sit in the pipe. */

@@ -13,19 +13,24 @@
 struct bridge;
 struct pollset;
 
-#define DISPATCH_LINE_MAX (4u << 20)   /* a reply line: 4 MiB, above the 1 MiB post cap */
-#define DISPATCH_POST_MAX (1u << 20)   /* the platform's request body cap */
+#define DISPATCH_LINE_MAX (4u << 20)   /* a reply line: 4 MiB, above the 1 MiB post cap (PLATFORM_POST_MAX) */
 #define DISPATCH_ERROR_TEXT_MAX 500    /* of a handler's error, in the error reply */
+#define DISPATCH_OUTPUTS_MAX 1000      /* of --filter or --reply-filter, for one input */
+#define DISPATCH_BAD_SHOWN 10          /* bad reply lines reported one by one, */
+#define DISPATCH_BAD_SUMMARY_MS 5000   /* then summed up at most this often */
 
 struct dispatch {
 	struct jqprog *filter, *reply_filter;
-	struct outchan out;      /* message lines: stdout or the co-process's stdin */
-	int in_fd;               /* reply lines: stdin or the co-process's stdout; -1: none */
+	struct outchan out;      /* message lines on stdout (co-processes have their own) */
+	int in_fd;               /* reply lines from stdin; -1: none */
 	bool in_eof;
 	bool in_nonblock;        /* in_fd is ours and non-blocking: drain it */
 	struct linebuf lb;
 	long line_no;
 	long handed_out;
+	long bad_lines;          /* bad reply lines so far */
+	long bad_unsaid;         /* of them, not reported yet */
+	int64_t bad_said_at;     /* when the last summary was */
 	int in_slot;             /* this turn's pollset slot of in_fd, -1: not watched */
 	bool out_watched;
 };
@@ -45,18 +50,9 @@ void dispatch_reply(struct bridge *b, jv reply);
 /* The outbox's callback once a reply is posted or refused for good. */
 void dispatch_settled(void *ctx, const char *msg_id, bool ok, const char *why);
 
-/* The co-process's pipes become the channels (to_fd: its stdin). */
-void dispatch_attach(struct bridge *b, int to_fd, int from_fd);
-/* It is gone: no channels until the next attach. */
-void dispatch_detach(struct bridge *b);
-/* Reply bytes read elsewhere (what a dead co-process printed). */
-void dispatch_feed(struct bridge *b, const char *data, size_t n);
-/* End of that input: a last line without a newline still counts. */
-void dispatch_feed_end(struct bridge *b);
-/* Message lines are waiting to be written. */
-bool dispatch_writing(const struct bridge *b);
-/* Closes the message channel (end of input for the co-process). */
-void dispatch_close_output(struct bridge *b);
+/* One reply line read elsewhere (a co-process's), as a linebuf callback (ctx:
+ * the bridge). */
+void dispatch_line(void *ctx, const char *line, size_t len, bool too_long);
 
 /* Each turn: writes what a non-blocking channel takes, and notices a reader gone. */
 void dispatch_flush(struct bridge *b);

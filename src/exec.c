@@ -16,11 +16,15 @@
 #include "log.h"
 #include "util.h"
 
+#define EXEC_LABEL "--exec"             /* its stderr lines' handler, in JSON logs */
+
 /* One --exec child and the message it handles. */
 struct exec_job {
 	struct exec_job *next;
 	struct child p;
 	char msg_id[UUID_LEN + 1];
+	struct conv_id cid;      /* under --per: its conversation (cid.id owned) */
+	char *key;               /* under --per: the conversation's key */
 	struct buf input;        /* still to write to its stdin */
 	size_t input_off;
 	struct buf output;       /* what it printed */
@@ -31,8 +35,9 @@ struct exec_job {
 
 static void job_free(struct exec_job *j)
 {
-	child_close_stdin(&j->p);
-	child_close_stdout(&j->p);
+	child_release(&j->p);
+	free((char *)j->cid.id);
+	free(j->key);
 	buf_free(&j->input);
 	buf_free(&j->output);
 	free(j);
@@ -41,6 +46,19 @@ static void job_free(struct exec_job *j)
 bool exec_ready(const struct bridge *b)
 {
 	return b->exec.njobs < b->s->concurrency;
+}
+
+bool exec_conv_busy(const struct bridge *b, const struct conv_id *c)
+{
+	for (const struct exec_job *j = b->exec.jobs; j; j = j->next)
+		if (j->key && conv_same(&j->cid, c))
+			return true;
+	return false;
+}
+
+bool exec_running(const struct bridge *b)
+{
+	return b->exec.jobs != NULL;
 }
 
 void exec_start(struct bridge *b, struct message *m, jv shown)
@@ -65,19 +83,36 @@ void exec_start(struct bridge *b, struct message *m, jv shown)
 		xasprintf("MOLECULE_TASK_ID=%s", m->task_id ? m->task_id : ""),
 		xasprintf("MOLECULE_CONTEXT_ID=%s", m->context_id ? m->context_id : ""),
 		xasprintf("MOLECULE_METHOD=%s", jv_get_kind(method) == JV_KIND_STRING ? jv_string_value(method) : ""),
-		NULL,
+		NULL, NULL, NULL,
 	};
 	jv_free(method);
+	if (b->s->per_by != PER_NONE) {
+		/* One command at a time per conversation: it is known by its key. */
+		struct conv_id c = conv_of(b->s->per_by, m);
+		j->cid.kind = c.kind;
+		j->cid.id = c.id ? xstrdup(c.id) : NULL;
+		j->key = conv_key(b->s->workspace_id, &c);
+		char session[UUID_LEN + 1] = "";
+		uuid_name(b->s->workspace_id, j->key, session);
+		env[6] = xasprintf("MOLECULE_CONVERSATION=%s", j->key);
+		env[7] = xasprintf("MOLECULE_SESSION_ID=%s", session);
+	}
 	char *argv[] = { "/bin/sh", "-c", b->s->exec, NULL };
 	char *err = NULL;
-	int rc = child_start(&j->p, argv, env, true, &err);
+	int rc = child_start(&j->p, argv, env, true, b->s->log_json, &err);
 	for (char **e = env; *e; e++)
 		free(*e);
 	if (rc != 0) {
-		/* Cannot even start: the message stays, to be tried again later. */
+		int cannot = child_cannot_run(rc);
 		log_error("--exec: %s", err);
 		free(err);
-		inbox_requeue(b->ib, m, now_ms() + backoff_ms(m->handouts, 1000, 60000));
+		if (cannot) {
+			inbox_requeue(b->ib, m, 0);
+			bridge_stop(b, cannot, "the --exec shell cannot be run");
+		} else {
+			/* Cannot start now: the message stays, to be tried again later. */
+			inbox_requeue(b->ib, m, now_ms() + backoff_ms(m->handouts, 1000, 60000));
+		}
 		job_free(j);
 		return;
 	}
@@ -129,12 +164,34 @@ static void job_read(struct exec_job *j)
 	}
 }
 
+/* The shell could not run the command (126, 127) and no command has
+ * succeeded yet: the command is wrong, not this message. It stays queued and
+ * the bridge stops. */
+static bool cannot_run(struct bridge *b, struct exec_job *j)
+{
+	int cannot = child_status_cannot_run(j->p.status);
+	if (!cannot || j->timed_out || j->too_much || b->exec.succeeded)
+		return false;
+	struct message *m = inbox_find(b->ib, j->msg_id);
+	if (m && m->state == MSG_OPEN)
+		inbox_requeue(b->ib, m, 0);
+	log_error("--exec: the command '%.200s' cannot be run (exit status %d: %s) and none has succeeded yet: "
+		  "stopping, the messages are kept for the next run", b->s->exec, cannot,
+		  cannot == MC_EXIT_NOT_FOUND ? "not found" : "not executable");
+	bridge_stop(b, cannot, "the --exec command cannot be run");
+	return true;
+}
+
 /* A child is finished once it has exited and its output is read to the end:
  * what it printed (or how it failed) is its reply. */
 static void job_settle(struct bridge *b, struct exec_job *j)
 {
+	if (cannot_run(b, j))
+		return;
 	jv v = jv_object_set(jv_object(), jv_string("id"), jv_string(j->msg_id));
 	int st = j->p.status;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && !j->timed_out && !j->too_much)
+		b->exec.succeeded = true;
 	if (j->timed_out) {
 		v = jv_object_set(v, jv_string("error"), jv_string_fmt("timed out after %g s", b->s->exec_timeout));
 	} else if (j->too_much) {
@@ -160,15 +217,21 @@ void exec_tick(struct bridge *b, int64_t now)
 {
 	for (struct exec_job **pp = &b->exec.jobs; *pp;) {
 		struct exec_job *j = *pp;
-		if (!j->p.exited && !j->timed_out && now >= j->deadline) {
+		/* Timed until it has exited and its output is closed: a process it
+		 * left holding its stdout keeps it running. */
+		if (!j->timed_out && (!j->p.exited || j->p.from_fd >= 0) && now >= j->deadline) {
 			/* The whole group: a shell's children go too. */
 			j->timed_out = true;
 			log_warn("--exec child for message %s timed out after %g s: killed", j->msg_id, b->s->exec_timeout);
 			child_signal(&j->p, SIGKILL);
 		}
+		child_stop_tick(&j->p, now);
 		if (j->p.exited && (j->p.from_fd < 0 || j->timed_out)) {
 			*pp = j->next;
 			b->exec.njobs--;
+			child_read_stderr(&j->p, EXEC_LABEL, j->key);
+			/* What it left running in its group is stopped in steps too. */
+			child_linger(&j->p, now, (int64_t)(b->s->drain_timeout * 1000));
 			job_settle(b, j);
 			job_free(j);
 			continue;
@@ -180,9 +243,11 @@ void exec_tick(struct bridge *b, int64_t now)
 int64_t exec_next_wakeup(const struct bridge *b, int64_t now)
 {
 	int64_t wait = -1;
-	for (const struct exec_job *j = b->exec.jobs; j; j = j->next)
+	for (const struct exec_job *j = b->exec.jobs; j; j = j->next) {
 		if (!j->timed_out)
-			wait = wait_min(wait, j->deadline - now);
+			wait = wait_min(wait, j->deadline > now ? j->deadline - now : 0);
+		wait = wait_min(wait, child_stop_next(&j->p, now));
+	}
 	return wait;
 }
 
@@ -193,6 +258,8 @@ void exec_watch(struct bridge *b, struct pollset *ps)
 			pollset_add(ps, j->p.to_fd, CURL_WAIT_POLLOUT);
 		if (j->p.from_fd >= 0)
 			pollset_add(ps, j->p.from_fd, CURL_WAIT_POLLIN);
+		if (j->p.err_fd >= 0)
+			pollset_add(ps, j->p.err_fd, CURL_WAIT_POLLIN);
 	}
 }
 
@@ -203,6 +270,8 @@ void exec_service(struct bridge *b)
 			job_write(j);
 		if (j->p.from_fd >= 0 && fd_events(j->p.from_fd, POLLIN))
 			job_read(j);
+		if (j->p.err_fd >= 0 && fd_events(j->p.err_fd, POLLIN))
+			child_read_stderr(&j->p, EXEC_LABEL, j->key);
 	}
 }
 
@@ -219,22 +288,21 @@ bool exec_reaped(struct bridge *b, pid_t pid, int status)
 	return false;
 }
 
-void exec_stop(struct bridge *b)
+void exec_stop(struct bridge *b, int64_t now, int64_t wait_ms)
 {
-	size_t n = 0;
 	for (struct exec_job *j = b->exec.jobs; j; j = j->next)
-		n++;
-	if (n > 0) {
-		struct child **children = xcalloc(n, sizeof *children);
-		size_t i = 0;
-		for (struct exec_job *j = b->exec.jobs; j; j = j->next)
-			children[i++] = &j->p;
-		child_stop_all(children, n);
-		free(children);
-	}
+		child_stop(&j->p, now, wait_ms);
+}
+
+void exec_free(struct bridge *b)
+{
 	while (b->exec.jobs) {
 		struct exec_job *j = b->exec.jobs;
 		b->exec.jobs = j->next;
+		if (child_group_alive(&j->p)) {
+			log_warn("--exec child for message %s did not end: killed", j->msg_id);
+			child_signal(&j->p, SIGKILL);
+		}
 		job_free(j);
 	}
 	b->exec.njobs = 0;

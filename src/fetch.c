@@ -202,6 +202,8 @@ static void on_poll(void *ctx, const struct http_resp *r)
 	}
 	if (!replay && n == 0)
 		inbox_caught_up(b->ib);
+	if (!p->backlog)
+		inbox_fetch_complete(b->ib); /* kept replies whose rows did not come back can go */
 	if (b->s->once)
 		p->once_fetched = true;
 	outbox_touch(b->ob);

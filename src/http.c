@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <time.h>
 #include "http.h"
 #include "log.h"
@@ -14,23 +15,25 @@
 #define MAX_ANSWER (64u << 20)
 #define EASY_SPARE 8
 #define CONNECT_TIMEOUT_MS 10000L
-#define TRANSFER_TIMEOUT_MS 60000L
 #define STREAM_ERROR_MAX (64u << 10)     /* of a refused stream's answer, kept to say why */
 #define STREAM_KEEPIDLE_S 30L            /* a silent stream's connection is probed after this, */
 #define STREAM_KEEPINTVL_S 15L           /* then this often, until the kernel gives up on it */
-#define PAUSE_MIN_MS 1000                /* a 429 waits at least this long: Retry-After can be 0 */
 
 struct http_req {
 	struct http_req *next, *prev;
 	struct http *h;
 	CURL *easy;               /* NULL while waiting to (re)start */
 	struct curl_slist *headers;
-	char *method, *url, *body;
+	char *method, *path, *url, *body;
 	size_t body_len;
 	bool as_workspace;
+	bool parked;              /* the answer hook holds it: never started again */
+	unsigned token_gen;       /* the token its headers carry */
 	int attempts, max_attempts;
 	int64_t start_at;
+	long timeout_ms;
 	http_retry_fn retry;
+	http_failed_fn failed;
 	http_done_fn done;
 	http_data_fn stream;
 	void *ctx;
@@ -47,6 +50,9 @@ struct http {
 	CURLM *multi;
 	char *api_url, *workspace_id, *org_id;
 	char *auth_header;        /* "Authorization: Bearer ..." or NULL */
+	unsigned token_gen;       /* counts token changes */
+	http_answer_hook_fn hook;
+	void *hook_ctx;
 	struct http_req *reqs;    /* every request not yet finished */
 	int64_t paused_until;
 	unsigned long completed;  /* done callbacks made so far */
@@ -74,6 +80,7 @@ static void req_free(struct http_req *r)
 	}
 	curl_slist_free_all(r->headers);
 	free(r->method);
+	free(r->path);
 	free(r->url);
 	free(r->body);
 	buf_free(&r->answer);
@@ -123,6 +130,13 @@ void http_set_token(struct http *h, const char *token)
 		free(h->auth_header);
 	}
 	h->auth_header = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+	h->token_gen++;
+}
+
+void http_set_answer_hook(struct http *h, http_answer_hook_fn fn, void *ctx)
+{
+	h->hook = fn;
+	h->hook_ctx = ctx;
 }
 
 void http_on_rate(struct http *h, http_rate_fn fn, void *ctx)
@@ -133,6 +147,15 @@ void http_on_rate(struct http *h, http_rate_fn fn, void *ctx)
 
 CURLM *http_multi(struct http *h) { return h->multi; }
 unsigned long http_completed(struct http *h) { return h->completed; }
+
+int http_active(const struct http *h)
+{
+	int n = 0;
+	for (const struct http_req *r = h->reqs; r; r = r->next)
+		if (r->easy)
+			n++;
+	return n;
+}
 
 bool http_transient(const struct http_resp *r)
 {
@@ -216,10 +239,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
 		r->rate = (struct http_rate){ .limit = -1, .remaining = -1, .reset_s = -1 };
 		r->rate_seen = false;
 	} else if ((v = header_value(data, len, HEADER("retry-after:"), &end))) {
-		/* Only delta-seconds: an HTTP-date falls back to our own backoff. */
+		/* Only delta-seconds: an HTTP-date falls back to our own backoff. A
+		 * window in its last second says 0: wait that second, not less. */
 		long s = header_number(v, end, 86400);
 		if (s >= 0)
-			r->retry_after_s = s > 3600 ? 3600 : s;
+			r->retry_after_s = s > 3600 ? 3600 : s < 1 ? 1 : s;
 	} else if ((v = header_value(data, len, HEADER("x-ratelimit-limit:"), &end))) {
 		r->rate_seen = true;
 		r->rate.unlimited = (size_t)(end - v) == 9 && strncasecmp(v, "unlimited", 9) == 0;
@@ -241,6 +265,15 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
 	return len;
 }
 
+/* Every socket close-on-exec: a handler started later must not hold it. */
+static int on_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)clientp;
+	(void)purpose;
+	fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+	return CURL_SOCKOPT_OK;
+}
+
 static void req_launch(struct http *h, struct http_req *r)
 {
 	/* A finished handle, reset, costs less than a new one at every poll. */
@@ -257,8 +290,14 @@ static void req_launch(struct http *h, struct http_req *r)
 	if (r->answer.p)
 		r->answer.p[0] = '\0';
 
+	if (r->headers && r->token_gen != h->token_gen) {
+		/* The token changed since: the next attempt carries the new one. */
+		curl_slist_free_all(r->headers);
+		r->headers = NULL;
+	}
 	if (!r->headers) {
 		struct curl_slist *hd = NULL;
+		r->token_gen = h->token_gen;
 		if (h->auth_header)
 			hd = curl_slist_append(hd, h->auth_header);
 		if (r->body)
@@ -294,7 +333,7 @@ static void req_launch(struct http *h, struct http_req *r)
 		curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, STREAM_KEEPIDLE_S);
 		curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, STREAM_KEEPINTVL_S);
 	} else {
-		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, TRANSFER_TIMEOUT_MS);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
 		/* An answer that announces the cap or more is refused before its body is read. */
 		curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_ANSWER - 1);
 		/* A server that dribbles its answer is cut off instead of holding a slot. */
@@ -308,6 +347,7 @@ static void req_launch(struct http *h, struct http_req *r)
 #endif
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_socket);
 	if (r->body) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
@@ -325,6 +365,7 @@ struct http_req *http_start(struct http *h, const struct http_opts *o)
 	struct http_req *r = xcalloc(1, sizeof *r);
 	r->h = h;
 	r->method = xstrdup(o->method);
+	r->path = xstrdup(o->path);
 	r->url = xasprintf("%s%s", h->api_url, o->path);
 	if (o->body) {
 		r->body = xmalloc(o->body_len + 1);
@@ -335,6 +376,8 @@ struct http_req *http_start(struct http *h, const struct http_opts *o)
 	r->as_workspace = o->as_workspace;
 	r->max_attempts = o->max_attempts;
 	r->retry = o->retry ? o->retry : http_transient;
+	r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : HTTP_TIMEOUT_MS;
+	r->failed = o->failed;
 	r->done = o->done;
 	r->stream = o->stream;
 	r->ctx = o->ctx;
@@ -358,7 +401,7 @@ int64_t http_next_due(struct http *h, int64_t now)
 {
 	int64_t best = -1;
 	for (struct http_req *r = h->reqs; r; r = r->next) {
-		if (r->easy)
+		if (r->easy || r->parked)
 			continue;
 		int64_t at = r->start_at > h->paused_until ? r->start_at : h->paused_until;
 		int64_t d = at > now ? at - now : 0;
@@ -406,6 +449,7 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 	resp.body = r->answer.p ? r->answer.p : "";
 	resp.len = r->answer.len;
 	resp.attempts = r->attempts;
+	resp.stale_token = r->token_gen != h->token_gen;
 	if (r->too_large || cc == CURLE_FILESIZE_EXCEEDED) {
 		resp.error = "answer too large (64 MiB or more)";
 		resp.too_large = true;
@@ -423,12 +467,17 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 		curl_easy_cleanup(r->easy);
 	r->easy = NULL;
 
+	if (h->hook && h->hook(h->hook_ctx, r->method, r->path, &resp)) {
+		r->parked = true;
+		return;
+	}
 	int64_t now = now_ms();
+	/* The clock counts whole milliseconds: one more, so that a wait of N
+	 * seconds never ends a fraction of a millisecond early. */
+	int64_t retry_after_ms = r->retry_after_s >= 0 ? r->retry_after_s * 1000 + 1 : -1;
 	if (status == 429 || (status == 503 && r->retry_after_s >= 0)) {
 		/* The platform's rate limit is per client: everything waits. */
-		int64_t wait = r->retry_after_s >= 0 ? r->retry_after_s * 1000 : 1000;
-		if (status == 429 && wait < PAUSE_MIN_MS)
-			wait = PAUSE_MIN_MS;
+		int64_t wait = retry_after_ms >= 0 ? retry_after_ms : 1000;
 		if (status == 429 && now + wait > h->paused_until)
 			h->paused_until = now + wait;
 		if (status == 503)
@@ -437,20 +486,21 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 	bool again = r->retry(&resp) && (r->max_attempts == 0 || r->attempts < r->max_attempts);
 	if (again) {
 		int64_t delay = backoff_ms(r->attempts, 250, 30000);
-		if (r->retry_after_s >= 0 && r->retry_after_s * 1000 > delay)
-			delay = r->retry_after_s * 1000;
+		if (retry_after_ms > delay)
+			delay = retry_after_ms;
 		r->start_at = now + delay;
 		/* Say so once, then now and again, not on every attempt. */
 		enum log_level lv = r->attempts == 1 || r->attempts % 10 == 0 ? LV_WARN : LV_DEBUG;
-		if (!log_enabled(lv))
-			return;
-		if (status)
+		if (log_enabled(lv) && status)
 			log_msg(lv, "%s %s: HTTP %ld%s%s, attempt %d, retrying in %lld ms", r->method,
 				  r->url, status, resp.error ? ", " : "", resp.error ? resp.error : "",
 				  r->attempts, (long long)delay);
-		else
+		else if (log_enabled(lv))
 			log_msg(lv, "%s %s: %s, attempt %d, retrying in %lld ms", r->method, r->url,
 				  resp.error, r->attempts, (long long)delay);
+		/* Last: the callback may start other requests. */
+		if (r->failed)
+			r->failed(r->ctx, &resp);
 		return;
 	}
 	req_unlink(h, r);
@@ -464,7 +514,7 @@ void http_process(struct http *h, int64_t now)
 {
 	if (now >= h->paused_until) {
 		for (struct http_req *r = h->reqs; r; r = r->next)
-			if (!r->easy && r->start_at <= now)
+			if (!r->easy && !r->parked && r->start_at <= now)
 				req_launch(h, r);
 	}
 	int running = 0;

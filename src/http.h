@@ -16,6 +16,7 @@ struct http_resp {
 	size_t len;
 	const char *error;    /* what went wrong when status == 0; for a 3xx, where it pointed (not followed) */
 	bool too_large;       /* the answer was refused for its size (status 0) */
+	bool stale_token;     /* sent with a token that has been replaced since */
 	int attempts;
 };
 
@@ -23,6 +24,9 @@ typedef void (*http_done_fn)(void *ctx, const struct http_resp *r);
 /* A streaming request's answer, as it comes: the bytes of a 2xx body. It must
  * not cancel its own request (libcurl is inside a callback): flag it instead. */
 typedef void (*http_data_fn)(void *ctx, const char *data, size_t len);
+/* An attempt failed and another is scheduled (the request must not be
+ * cancelled from here). */
+typedef void (*http_failed_fn)(void *ctx, const struct http_resp *r);
 /* Decides whether an answer is worth another attempt. NULL: http_transient. */
 typedef bool (*http_retry_fn)(const struct http_resp *r);
 
@@ -34,6 +38,8 @@ struct http_opts {
 	bool as_workspace;        /* adds X-Workspace-ID: <own id> */
 	int max_attempts;         /* 0: until it succeeds or is cancelled */
 	http_retry_fn retry;      /* NULL: network errors, 408, 429, 5xx */
+	long timeout_ms;          /* for one attempt; 0: HTTP_TIMEOUT_MS */
+	http_failed_fn failed;    /* NULL: nobody is told of attempts that failed */
 	http_done_fn done;
 	void *ctx;
 	/* Non-NULL: a streaming request. A 2xx body goes to stream() instead of
@@ -52,13 +58,22 @@ struct http_rate {
 	long reset_s;             /* X-RateLimit-Reset: whole seconds to the window's end, -1 when absent */
 };
 typedef void (*http_rate_fn)(void *ctx, const struct http_rate *rate);
+#define HTTP_TIMEOUT_MS 60000L
 
 struct http *http_new(const char *api_url, const char *workspace_id, const char *org_id);
 void http_free(struct http *h);
-/* The bearer token used from now on (copied; NULL removes the header). */
+/* The bearer token used from now on (copied; NULL removes the header), also by
+ * the next attempt of a request already started. */
 void http_set_token(struct http *h, const char *token);
 /* fn gets the rate-limit headers of every answer that has any, once its headers are in. */
 void http_on_rate(struct http *h, http_rate_fn fn, void *ctx);
+
+/* Sees every answer, of every request, before its retry rule does. Returning
+ * true parks the request: it is neither retried nor finished (its done is never
+ * called) until it is cancelled or the client freed. For answers that concern the
+ * whole client rather than one request (an org id the platform refuses). */
+typedef bool (*http_answer_hook_fn)(void *ctx, const char *method, const char *path, const struct http_resp *r);
+void http_set_answer_hook(struct http *h, http_answer_hook_fn fn, void *ctx);
 
 /* Queues a request; returns a handle valid until done is called or it is cancelled. */
 struct http_req *http_start(struct http *h, const struct http_opts *o);
@@ -70,6 +85,8 @@ int64_t http_next_due(struct http *h, int64_t now);
 /* Starts due requests, drives transfers, calls done callbacks. */
 void http_process(struct http *h, int64_t now);
 CURLM *http_multi(struct http *h);
+/* Requests being transferred right now (not those waiting to retry). */
+int http_active(const struct http *h);
 /* How many requests have finished so far (a change means callbacks ran). */
 unsigned long http_completed(struct http *h);
 

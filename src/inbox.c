@@ -18,6 +18,10 @@ struct inbox {
 	struct message *orphans;     /* replies kept from a previous run, in reading order */
 	int count;                   /* messages in the list */
 	int n_open;                  /* handed out and not done */
+	int n_queued;                /* in the list, QUEUED */
+	int n_answered;              /* in the list, ANSWERED or POSTING */
+	uint64_t reply_seq;          /* replies and new messages read so far */
+	bool kept_released;          /* the fetch caught up: kept replies not seen again can go */
 	char cursor[UUID_LEN + 1];   /* last row of the done prefix ("" = none yet) */
 	char fetch_cursor[UUID_LEN + 1]; /* last row fetched ("" = cold: replay by time) */
 	jv done_ids;                 /* object: done above the cursor, not seen again yet */
@@ -131,6 +135,10 @@ struct inbox *inbox_new(const char *own_id, jv st)
 				m->state = MSG_ANSWERED;
 				m->post_path = path;
 				path = NULL;
+				jv outbound = json_field(r, "outbound");
+				m->outbound = jv_get_kind(outbound) == JV_KIND_TRUE;
+				jv_free(outbound);
+				m->reply_seq = ++ib->reply_seq;
 				/* The peer's id is in the path: replies to it stay in order. */
 				const char *p = m->post_path + strlen("/workspaces/");
 				if (strstr(m->post_path, "/a2a"))
@@ -140,7 +148,8 @@ struct inbox *inbox_new(const char *own_id, jv st)
 				jv_free(s);
 				*tail = m;
 				tail = &m->next;
-				ib->pending_ids = set_add(ib->pending_ids, m->id);
+				if (!m->outbound)
+					ib->pending_ids = set_add(ib->pending_ids, m->id);
 			}
 			free(id);
 			free(path);
@@ -291,8 +300,10 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 			/* Its reply, kept from before a restart, is being posted. */
 			m->state = MSG_POSTING;
 			ib->n_open++;
+			ib->n_answered++;
 		} else {
 			m->state = MSG_QUEUED;
+			ib->n_queued++;
 			queued++;
 		}
 		list_append(ib, m);
@@ -359,8 +370,10 @@ int64_t inbox_next_due(struct inbox *ib, int64_t now)
 
 void inbox_open(struct inbox *ib, struct message *m, int64_t now)
 {
-	if (m->state == MSG_QUEUED)
+	if (m->state == MSG_QUEUED) {
 		ib->n_open++;
+		ib->n_queued--;
+	}
 	m->state = MSG_OPEN;
 	m->opened_at = now;
 	m->handouts++;
@@ -372,6 +385,9 @@ void inbox_answer(struct inbox *ib, struct message *m, char *path, char *body)
 	free(m->post_body);
 	m->post_path = path;
 	m->post_body = body;
+	if (m->state == MSG_OPEN)
+		ib->n_answered++;
+	m->reply_seq = ++ib->reply_seq;
 	m->state = MSG_ANSWERED;
 	if (!m->unsaved)
 		ib->unsaved_replies++;
@@ -379,10 +395,20 @@ void inbox_answer(struct inbox *ib, struct message *m, char *path, char *body)
 	ib->dirty = true;
 }
 
+/* The counters for m leaving its state (it is in the list). */
+static void leave_state(struct inbox *ib, const struct message *m)
+{
+	if (m->state == MSG_QUEUED)
+		ib->n_queued--;
+	else if (m->state != MSG_DONE)
+		ib->n_open--;
+	if (m->state == MSG_ANSWERED || m->state == MSG_POSTING)
+		ib->n_answered--;
+}
+
 static void finish(struct inbox *ib, struct message *m)
 {
-	if (m->state != MSG_QUEUED && m->state != MSG_DONE)
-		ib->n_open--;
+	leave_state(ib, m);
 	m->state = MSG_DONE;
 	if (m->unsaved)
 		ib->unsaved_replies--;
@@ -404,8 +430,8 @@ void inbox_done(struct inbox *ib, struct message *m)
 
 void inbox_requeue(struct inbox *ib, struct message *m, int64_t not_before)
 {
-	if (m->state != MSG_QUEUED && m->state != MSG_DONE)
-		ib->n_open--;
+	leave_state(ib, m);
+	ib->n_queued++;
 	m->state = MSG_QUEUED;
 	m->not_before = not_before;
 }
@@ -429,18 +455,69 @@ void inbox_orphan_done(struct inbox *ib, struct message *o)
 	if (*pp)
 		*pp = o->next;
 	ib->pending_ids = set_del(ib->pending_ids, o->id);
-	struct message *m = inbox_find(ib, o->id);
+	struct message *m = o->outbound ? NULL : inbox_find(ib, o->id);
 	if (m)
 		inbox_done(ib, m);
-	else
+	else if (!o->outbound)
 		ib->done_ids = set_add(ib->done_ids, o->id);
-	recent_add(ib, o->id);
+	if (!o->outbound)
+		recent_add(ib, o->id);
 	ib->dirty = true;
 	message_free(o);
 }
 
-int inbox_unfinished(const struct inbox *ib) { return ib->count; }
+int inbox_unfinished(const struct inbox *ib) { return ib->n_queued + ib->n_open - ib->n_answered; }
 int inbox_open_count(const struct inbox *ib) { return ib->n_open; }
+int inbox_handed_count(const struct inbox *ib) { return ib->n_open - ib->n_answered; }
+bool inbox_kept_released(const struct inbox *ib) { return ib->kept_released; }
+void inbox_fetch_complete(struct inbox *ib) { ib->kept_released = true; }
+
+struct message *inbox_add_outbound(struct inbox *ib, const char *id, const char *dest, char *path, char *body)
+{
+	struct message *m = xcalloc(1, sizeof *m);
+	snprintf(m->id, sizeof m->id, "%s", id);
+	m->line = jv_null();
+	m->orphan = m->outbound = true;
+	m->state = MSG_ANSWERED;
+	m->source_id = dest ? xstrdup(dest) : NULL;
+	m->post_path = path;
+	m->post_body = body;
+	m->reply_seq = ++ib->reply_seq;
+	m->unsaved = true;
+	ib->unsaved_replies++;
+	ib->dirty = true;
+	struct message **tail = &ib->orphans;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = m;
+	return m;
+}
+
+int inbox_adopt_kept(struct inbox *ib)
+{
+	int n = 0;
+	struct message **pp = &ib->orphans;
+	while (*pp) {
+		struct message *o = *pp;
+		struct message *m = o->outbound || o->state != MSG_ANSWERED ? NULL : inbox_find(ib, o->id);
+		if (!m || m->state != MSG_POSTING || m->post_body) {
+			pp = &o->next;
+			continue;
+		}
+		/* The list entry already counts as answered (added while its reply
+		 * was pending). */
+		m->post_path = o->post_path;
+		m->post_body = o->post_body;
+		o->post_path = o->post_body = NULL;
+		m->reply_seq = o->reply_seq;
+		m->state = MSG_ANSWERED;
+		*pp = o->next;
+		ib->pending_ids = set_del(ib->pending_ids, o->id);
+		message_free(o);
+		n++;
+	}
+	return n;
+}
 const char *inbox_cursor(const struct inbox *ib) { return ib->cursor; }
 const char *inbox_fetch_cursor(const struct inbox *ib) { return ib->fetch_cursor; }
 bool inbox_dirty(const struct inbox *ib) { return ib->dirty; }
@@ -475,23 +552,40 @@ static jv reply_entry(const struct message *m)
 	r = jv_object_set(r, jv_string("id"), jv_string(m->id));
 	r = jv_object_set(r, jv_string("path"), jv_string(m->post_path));
 	r = jv_object_set(r, jv_string("body"), jv_parse(m->post_body));
+	if (m->outbound)
+		r = jv_object_set(r, jv_string("outbound"), jv_true());
 	return r;
+}
+
+static int by_reply_seq(const void *a, const void *b)
+{
+	uint64_t x = (*(struct message *const *)a)->reply_seq, y = (*(struct message *const *)b)->reply_seq;
+	return x < y ? -1 : x > y;
 }
 
 jv inbox_state(struct inbox *ib, jv st)
 {
 	st = jv_object_set(st, jv_string("last_since_id"), jv_string(ib->cursor));
 	jv done = jv_keys(jv_copy(ib->done_ids));
-	jv replies = jv_array();
-	for (struct message *o = ib->orphans; o; o = o->next)
-		replies = jv_array_append(replies, reply_entry(o));
-	for (struct message *m = ib->head; m; m = m->next) {
-		if (m->state == MSG_DONE)
+	/* Replies and new messages in the order they were read: a restart posts
+	 * them in that order per destination. */
+	size_t n = 0, cap = 16;
+	struct message **unposted = xmalloc(cap * sizeof *unposted);
+	for (struct message *m = inbox_first(ib); m; m = inbox_next(ib, m)) {
+		if (m->state == MSG_DONE && !m->orphan)
 			done = jv_array_append(done, jv_string(m->id));
-		else if ((m->state == MSG_ANSWERED || m->state == MSG_POSTING) && m->post_body)
-			replies = jv_array_append(replies, reply_entry(m));
+		else if ((m->state == MSG_ANSWERED || m->state == MSG_POSTING) && m->post_body) {
+			if (n == cap)
+				unposted = xrealloc(unposted, (cap *= 2) * sizeof *unposted);
+			unposted[n++] = m;
+		}
 		m->unsaved = false;
 	}
+	qsort(unposted, n, sizeof *unposted, by_reply_seq);
+	jv replies = jv_array();
+	for (size_t i = 0; i < n; i++)
+		replies = jv_array_append(replies, reply_entry(unposted[i]));
+	free(unposted);
 	st = jv_object_set(st, jv_string("done_ids"), done);
 	st = jv_object_set(st, jv_string("replies"), replies);
 	ib->dirty = false;

@@ -23,7 +23,9 @@ struct message {
 	char *summary;          /* a short view of the text, for current_task */
 	jv line;                /* the message object (before --filter); null once handed out for good */
 	enum msg_state state;
-	bool orphan;            /* a reply kept from before a restart: not in the list */
+	bool orphan;            /* a reply kept from before a restart, or a new message: not in the list */
+	bool outbound;          /* a new message ({"to":...} line), not a reply: always an orphan */
+	uint64_t reply_seq;     /* ANSWERED/POSTING: the order replies and new messages were read in */
 	bool unsaved;           /* ANSWERED/POSTING: its reply is not in the state file yet */
 	int64_t not_before;     /* QUEUED: not handed out before (monotonic ms) */
 	int64_t opened_at;
@@ -68,10 +70,25 @@ int inbox_requeue_open(struct inbox *ib);
 /* A kept reply was posted (or given up): its message is done. */
 void inbox_orphan_done(struct inbox *ib, struct message *o);
 
-/* Messages not done, including queued ones: what the fetch window counts. */
+/* Messages queued or handed out and not answered: what the fetch window counts.
+ * Answered ones waiting to be posted do not: they are the outbox's to bound. */
 int inbox_unfinished(const struct inbox *ib);
 /* Messages handed out and not done yet (OPEN, ANSWERED or POSTING). */
 int inbox_open_count(const struct inbox *ib);
+/* Messages handed out and not answered yet (OPEN): what the hand-out window counts. */
+int inbox_handed_count(const struct inbox *ib);
+
+/* A new message ({"to":...} line) to post: kept with the replies from a previous
+ * run, in the order read, saved with them. dest: the peer, NULL for the canvas.
+ * Takes path and body (allocated); id is its messageId (a fresh UUID). */
+struct message *inbox_add_outbound(struct inbox *ib, const char *id, const char *dest, char *path, char *body);
+/* The fetch reached the newest row (a page that was not full): a kept reply
+ * whose row did not come back is below the cursor, and can be posted. */
+void inbox_fetch_complete(struct inbox *ib);
+bool inbox_kept_released(const struct inbox *ib);
+/* Kept replies whose rows came back take their message's place in the list,
+ * so they are posted in message order. Returns how many did. */
+int inbox_adopt_kept(struct inbox *ib);
 /* The oldest message handed out and not done, or NULL: the heartbeat's current task. */
 struct message *inbox_oldest_active(struct inbox *ib);
 

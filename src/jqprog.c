@@ -103,13 +103,30 @@ struct jqprog *jqprog_compile(const char *program, char **err)
 
 jv jqprog_run(struct jqprog *p, jv input)
 {
+	bool cut;
+	return jqprog_run_capped(p, input, 0, &cut);
+}
+
+jv jqprog_run_capped(struct jqprog *p, jv input, int max, bool *cut)
+{
 	/* jq_start resets whatever the previous run left on the stack, so one
 	 * jq_state serves every run. */
 	jq_start(p->jq, input, 0);
 	jv outputs = jv_array();
 	jv r;
-	while (jv_is_valid(r = jq_next(p->jq)))
+	int n = 0;
+	*cut = false;
+	while (jv_is_valid(r = jq_next(p->jq))) {
+		if (max && n == max) {
+			/* One more than wanted: the rest of the run is dropped by the
+			 * next jq_start, as after an error. */
+			jv_free(r);
+			*cut = true;
+			return outputs;
+		}
 		outputs = jv_array_append(outputs, r);
+		n++;
+	}
 
 	/* Stop at the first error, as the jq command does: the rest of the run
 	 * is dropped by the next jq_start (draining could loop forever on a

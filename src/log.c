@@ -11,6 +11,7 @@
 
 #include <jv.h>
 
+#include "json.h"
 #include "log.h"
 #include "util.h"
 
@@ -138,6 +139,16 @@ static void format_timestamp(char out[32])
 	snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* A JSON log line's first keys: when, and how grave. */
+static jv json_line(enum log_level lv)
+{
+	char ts[32];
+	format_timestamp(ts);
+	jv o = jv_object();
+	o = jv_object_set(o, jv_string("ts"), jv_string(ts));
+	return jv_object_set(o, jv_string("level"), jv_string(level_name(lv)));
+}
+
 /* One write per line, so concurrent writers to the same stderr (children
  * share it) never interleave inside a line. */
 static void write_line(const char *p, size_t len)
@@ -179,11 +190,7 @@ static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
 
 	struct buf line = {0};
 	if (json_format) {
-		char ts[32];
-		format_timestamp(ts);
-		jv o = jv_object();
-		o = jv_object_set(o, jv_string("ts"), jv_string(ts));
-		o = jv_object_set(o, jv_string("level"), jv_string(level_name(lv)));
+		jv o = json_line(lv);
 		o = jv_object_set(o, jv_string("msg"), jv_string(msg));
 		jv dumped = jv_dump_string(o, 0);
 		buf_append(&line, jv_string_value(dumped), (size_t)jv_string_length_bytes(jv_copy(dumped)));
@@ -198,6 +205,40 @@ static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
 	buf_append(&line, "\n", 1);
 	write_line(line.p, line.len);
 	buf_free(&line);
+	free(msg);
+}
+
+void log_handler(const char *handler, long pid, const char *conversation, const char *line, size_t len)
+{
+	if (!log_enabled(LV_INFO))
+		return;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	struct buf text = {0};
+	buf_append(&text, line, len);
+	/* A NUL inside would end the C string early: it shows as "?". */
+	for (size_t i = 0; i < text.len; i++)
+		if (text.p[i] == '\0')
+			text.p[i] = '?';
+	char *msg = redact(text.p ? text.p : xstrdup(""));
+	struct buf out = {0};
+	if (json_format) {
+		jv o = json_line(LV_INFO);
+		o = jv_object_set(o, jv_string("handler"), jv_string(handler));
+		o = jv_object_set(o, jv_string("pid"), jv_number((double)pid));
+		if (conversation)
+			o = jv_object_set(o, jv_string("conversation"), jv_string(conversation));
+		o = jv_object_set(o, jv_string("msg"), jv_string(msg));
+		json_write(&out, o);
+	} else {
+		char *head = xasprintf(PROG ": %s[%ld]: ", handler, pid);
+		buf_append(&out, head, strlen(head));
+		free(head);
+		append_escaped(&out, msg);
+	}
+	buf_append(&out, "\n", 1);
+	write_line(out.p, out.len);
+	buf_free(&out);
 	free(msg);
 }
 

@@ -3,6 +3,7 @@
 #define MC_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level { LV_ERROR = 0, LV_WARN = 1, LV_INFO = 2, LV_DEBUG = 3 };
 
@@ -12,6 +13,11 @@ void log_init(int verbosity, bool json);
 void log_add_secret(const char *s);
 bool log_enabled(enum log_level lv);
 void log_msg(enum log_level lv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line a handler wrote on its stderr (line[0..len), no newline), as a log
+ * line of its own at level info: with --log-format json an object with ts,
+ * level, handler, pid, conversation (when given) and msg; else
+ * "molecule-connect: HANDLER[PID]: line". Secrets are redacted here too. */
+void log_handler(const char *handler, long pid, const char *conversation, const char *line, size_t len);
 _Noreturn void fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(LV_ERROR, __VA_ARGS__)

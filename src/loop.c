@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,12 @@
 
 #include "loop.h"
 #include "bridge.h"
+#include "child.h"
 #include "http.h"
 #include "inbox.h"
 #include "log.h"
 #include "outbox.h"
+#include "route.h"
 #include "state.h"
 #include "util.h"
 
@@ -96,7 +99,13 @@ static void handle_signals(struct bridge *b)
 		}
 		if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM || si.ssi_signo == SIGHUP) {
 			b->signals++;
-			if (b->signals > 1) {
+			if (b->phase == PH_END) {
+				/* Already stopping: the handlers' grace is over. */
+				int64_t now = now_ms();
+				coproc_stop(b, now, 0);
+				exec_stop(b, now, 0);
+				child_linger_hurry(now, 0);
+			} else if (b->signals > 1) {
 				log_warn("second signal: stopping without waiting for replies");
 				bridge_stop(b, MC_EXIT_OK, "second signal");
 			} else {
@@ -139,6 +148,8 @@ static void setup(struct bridge *b, struct settings *s)
 	b->h = http_new(s->api_url, s->workspace_id, s->org_id);
 	http_set_token(b->h, s->token);
 	b->ob = outbox_new(b->ib, b->h, dispatch_settled, b);
+	child_setup();
+	session_attach(b);
 	b->mode = s->command ? MODE_COPROC : s->exec ? MODE_EXEC : MODE_FILTER;
 	if (b->mode == MODE_FILTER)
 		dispatch_open_stdio(b);
@@ -160,14 +171,15 @@ static void setup(struct bridge *b, struct settings *s)
 	srand((unsigned)(time(NULL) ^ getpid()));
 	pace_init(b);
 	events_init(b);
-	if (b->mode == MODE_COPROC && !coproc_start(b))
-		bridge_stop(b, MC_EXIT_NOT_FOUND, "the handler cannot be started");
+	if (b->mode == MODE_COPROC)
+		coproc_setup(b);
 }
 
 static void teardown(struct bridge *b)
 {
-	coproc_stop(b);
-	exec_stop(b);
+	coproc_free(b);
+	exec_free(b);
+	child_linger_end();
 	if (b->h)
 		save_now(b);
 	outbox_free(b->ob);
@@ -190,13 +202,16 @@ static void run_timers(struct bridge *b, int64_t now)
 {
 	coproc_tick(b, now);
 	exec_tick(b, now);
+	child_linger_tick(now);
 	if (b->phase == PH_RUN) {
 		session_tick(b, now);
 		events_tick(b, now);
 		fetch_tick(b, now);
 		dispatch_hand_out(b, now);
+		/* A drain with nothing left to answer: the handlers still get end of
+		 * input and time to finish. */
 		if (work_complete(b))
-			bridge_stop(b, MC_EXIT_OK, "work complete");
+			bridge_drain(b, "work complete", true);
 	}
 	if (b->phase == PH_DRAIN) {
 		session_tick(b, now);
@@ -221,13 +236,14 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 		wait = wait_min(wait, fetch_next_wakeup(b, now));
 		wait = wait_min(wait, events_next_wakeup(b, now));
 		if (dispatch_ready(b))
-			wait = wait_min(wait, inbox_next_due(b->ib, now));
+			wait = wait_min(wait, route_next_due(b, now));
 	} else if (b->phase == PH_DRAIN) {
 		wait = wait_min(wait, b->drain_deadline - now);
 		wait = wait_min(wait, session_next_wakeup(b, now));
 	}
 	wait = wait_min(wait, coproc_next_wakeup(b, now));
 	wait = wait_min(wait, exec_next_wakeup(b, now));
+	wait = wait_min(wait, child_linger_next(now));
 	wait = wait_min(wait, http_next_due(b->h, now));
 	int64_t due = save_due(b, now);
 	if (due >= 0)
@@ -247,12 +263,29 @@ unsigned pollset_add(struct pollset *ps, int fd, short events)
 	return ps->n++;
 }
 
+/* Waits up to timeout_ms (0: not at all) and sets each revents to what
+ * poll(2) says: curl_multi_poll reports readable and writable but not a
+ * hang-up, which is how a pipe's end shows. (CURL_WAIT_POLLIN, _POLLPRI and
+ * _POLLOUT have poll's values.) */
+static int pollset_poll(struct pollset *ps, int64_t timeout_ms)
+{
+	struct pollfd *pfd = xcalloc(ps->n ? ps->n : 1, sizeof *pfd);
+	for (unsigned i = 0; i < ps->n; i++)
+		pfd[i] = (struct pollfd){ .fd = ps->fds[i].fd, .events = ps->fds[i].events };
+	int n = poll(pfd, ps->n, (int)(timeout_ms > INT32_MAX ? INT32_MAX : timeout_ms));
+	for (unsigned i = 0; i < ps->n; i++)
+		ps->fds[i].revents = n > 0 ? pfd[i].revents : 0;
+	free(pfd);
+	return n;
+}
+
 /* The signals first (slot 0), then each module's descriptors. */
 static void pollset_build(struct bridge *b, struct pollset *ps)
 {
 	ps->n = 0;
 	pollset_add(ps, b->sig_fd, CURL_WAIT_POLLIN);
 	dispatch_watch(b, ps);
+	coproc_watch(b, ps);
 	exec_watch(b, ps);
 }
 
@@ -262,7 +295,57 @@ static void service(struct bridge *b, const struct pollset *ps)
 	if (ps->fds[0].revents)
 		handle_signals(b);
 	dispatch_service(b, ps);
+	coproc_service(b, ps);
 	exec_service(b);
+}
+
+static bool handlers_alive(const struct bridge *b)
+{
+	return coproc_running(b) || exec_running(b) || child_lingering();
+}
+
+/* The bridge stops: the handlers get end of input and what is left of the
+ * drain's time (all of --drain-timeout without a drain, none after a second
+ * signal) to finish, then SIGTERM, then SIGKILL, while their output is still
+ * read (a reply read now is kept for the next run). Bounded: what has not
+ * ended a grace period after SIGKILL is left. */
+static void finish_handlers(struct bridge *b)
+{
+	int64_t now = now_ms();
+	int64_t wait = (int64_t)(b->s->drain_timeout * 1000);
+	if (b->signals > 1)
+		wait = 0;
+	else if (b->drain_deadline)
+		wait = b->drain_deadline > now ? b->drain_deadline - now : 0;
+	coproc_stop(b, now, wait);
+	exec_stop(b, now, wait);
+	int64_t term_at = now + wait, give_up = term_at + 2 * CHILD_KILL_GRACE_MS + 500;
+	struct pollset ps = { 0 };
+	for (;;) {
+		/* Groups left behind by a handler that ends now share the deadline. */
+		child_linger_hurry(now, term_at - now);
+		coproc_tick(b, now);
+		exec_tick(b, now);
+		child_linger_tick(now);
+		if (!handlers_alive(b) || now >= give_up)
+			break;
+		int64_t w = give_up - now;
+		w = wait_min(w, coproc_next_wakeup(b, now));
+		w = wait_min(w, exec_next_wakeup(b, now));
+		w = wait_min(w, child_linger_next(now));
+		ps.n = 0;
+		pollset_add(&ps, b->sig_fd, CURL_WAIT_POLLIN);
+		coproc_watch(b, &ps);
+		exec_watch(b, &ps);
+		if (pollset_poll(&ps, w) > 0) {
+			if (ps.fds[0].revents)
+				handle_signals(b);
+			coproc_service(b, &ps);
+			exec_service(b);
+		}
+		now = now_ms();
+	}
+	free(ps.fds);
 }
 
 static void run(struct bridge *b)
@@ -295,9 +378,11 @@ static void run(struct bridge *b)
 		/* Timed out: nothing is ready. */
 		if (numfds == 0)
 			continue;
+		pollset_poll(&ps, 0);
 		service(b, &ps);
 	}
 	free(ps.fds);
+	finish_handlers(b);
 }
 
 int loop_run(struct settings *s)

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "loop.h"
 #include "options.h"
+#include "send.h"
 
 /* A closed 0, 1 or 2 would be handed to the next open(): a socket or the state
  * file could then become stdout. Park /dev/null there instead. */
@@ -22,7 +23,9 @@ static int standard_fds_open(bool *stdout_closed)
 			continue;
 		if (fd == STDOUT_FILENO)
 			*stdout_closed = true;
-		int nfd = open("/dev/null", O_RDWR);
+		/* A handler's stdin and stdout are always its own pipes; its stderr
+		 * is ours, so a parked 2 must survive exec. */
+		int nfd = open("/dev/null", O_RDWR | (fd == STDERR_FILENO ? 0 : O_CLOEXEC));
 		if (nfd != fd) {
 			if (nfd >= 0)
 				close(nfd);
@@ -77,7 +80,7 @@ int main(int argc, char **argv)
 		settings_free(&s);
 		return stdout_close(MC_EXIT_OK);
 	}
-	int rc = loop_run(&s);
+	int rc = s.send ? send_run(&s) : loop_run(&s);
 	settings_free(&s);
 	return rc;
 }

@@ -79,8 +79,27 @@ const struct option_spec options_specs[] = {
 	{ .long_name = "restart-limit", .arg = "N", .dflt = "5", .kind = K_COUNT,
 	  .offset = FIELD(restart_limit), .min = 0, .max = 1000,
 	  .help = "consecutive failed co-process restarts before giving up (0..1000)" },
+	{ .long_name = "per", .arg = "KEY", .kind = K_STRING, .offset = FIELD(per),
+	  .help = "one co-process (or one --exec command at a time) per conversation: peer or context" },
+	{ .long_name = "max-procs", .arg = "N", .dflt = "8", .kind = K_COUNT,
+	  .offset = FIELD(max_procs), .min = 1, .max = 256,
+	  .help = "--per: co-processes alive at once (1..256)" },
+	{ .long_name = "idle-exit", .arg = "SECS", .dflt = "600", .kind = K_SECONDS,
+	  .offset = FIELD(idle_exit), .min = 0, .max = 86400,
+	  .help = "--per: end the input of a co-process quiet for SECS, 0 never (0..86400)" },
+	{ .long_name = "reply-timeout", .arg = "SECS", .kind = K_SECONDS,
+	  .offset = FIELD(reply_timeout), .min = 0, .max = 86400,
+	  .help = "restart a co-process that holds one message longer than SECS, 0 never (0..86400)" },
 	{ .long_name = "once", .kind = K_FLAG, .offset = FIELD(once),
 	  .help = "handle what is waiting now, drain and exit" },
+	{ .long_name = "send", .kind = K_FLAG, .offset = FIELD(send),
+	  .help = "post the {\"to\":...} lines of standard input as new messages, then exit" },
+	{ .long_name = "post-timeout", .arg = "SECS", .dflt = "60", .kind = K_SECONDS,
+	  .offset = FIELD(post_timeout), .min = 0.1, .max = 3600,
+	  .help = "stop waiting for the answer to a post after SECS and post it again (0.1..3600)" },
+	{ .long_name = "stall-report", .arg = "SECS", .dflt = "60", .kind = K_SECONDS,
+	  .offset = FIELD(stall_report), .min = 0.1, .max = 86400,
+	  .help = "while posts to a peer keep failing, warn every SECS (0.1..86400)" },
 	{ .long_name = "max-messages", .arg = "N", .kind = K_COUNT, .offset = FIELD(max_messages),
 	  .min = 1, .max = (double)MAX_MESSAGES_MAX,
 	  .help = "exit after N messages are done (1..2147483648)" },
@@ -364,6 +383,7 @@ static void print_help(void)
 	printf("Usage: " PROG " [OPTIONS] WORKSPACE_ID\n"
 	       "       " PROG " [OPTIONS] WORKSPACE_ID -- COMMAND [ARG...]\n"
 	       "       " PROG " [OPTIONS] --exec 'SHELL COMMAND' WORKSPACE_ID\n"
+	       "       " PROG " [OPTIONS] --send WORKSPACE_ID < LINES\n"
 	       "\n"
 	       "Bridges one Molecule workspace to a process: each inbound message is a JSON\n"
 	       "line on stdout (or COMMAND's stdin), each reply a JSON line read back.\n"
@@ -393,7 +413,8 @@ static void print_help(void)
 		putchar('\n');
 	}
 	printf("\nOptions override the environment, which overrides the defaults.\n"
-	       "Exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error.\n"
+	       "Exit status: 0 clean stop, 1 runtime error, 2 usage or configuration error,\n"
+	       "3 the workspace was removed.\n"
 	       "See " PROG "(1) for the message and reply formats and the delivery guarantees.\n");
 }
 
@@ -443,6 +464,9 @@ void options_print(const struct settings *s)
 	print_quoted("filter", s->filter);
 	print_quoted("reply_filter", s->reply_filter);
 	printf("once: %s\n", s->once ? "true" : "false");
+	printf("send: %s\n", s->send ? "true" : "false");
+	printf("post_timeout: %g\n", s->post_timeout);
+	printf("stall_report: %g\n", s->stall_report);
 	if (s->max_messages)
 		printf("max_messages: %ld\n", s->max_messages);
 	else
@@ -459,12 +483,18 @@ void options_print(const struct settings *s)
 		printf("mode: coprocess\ncommand: %s\n", jv_string_value(dumped));
 		jv_free(dumped);
 		printf("restart_limit: %ld\n", s->restart_limit);
+		if (s->per)
+			printf("per: %s\nmax_procs: %ld\nidle_exit: %g\n", s->per, s->max_procs, s->idle_exit);
+		else
+			printf("per: (none)\n");
+		printf("reply_timeout: %g\n", s->reply_timeout);
 	} else if (s->exec) {
 		printf("mode: exec\n");
 		print_quoted("exec", s->exec);
 		printf("exec_input: %s\n", s->exec_input == EXEC_INPUT_JSON ? "json" : "text");
 		printf("exec_timeout: %g\n", s->exec_timeout);
 		printf("concurrency: %ld\n", s->concurrency);
+		printf("per: %s\n", s->per ? s->per : "(none)");
 	} else {
 		printf("mode: filter\n");
 	}
@@ -491,6 +521,7 @@ void settings_free(struct settings *s)
 			free(*a);
 	free(s->command);
 	free(s->exec);
+	free(s->per);
 	memset(s, 0, sizeof *s);
 	s->agent_card = jv_invalid();
 }

@@ -53,6 +53,27 @@ static enum parse_result resolve_state_dir(struct settings *s)
 	return PARSE_GO_ON;
 }
 
+/* --per and the options that only make sense with a co-process or with --per. */
+static enum parse_result resolve_per(struct parse *p)
+{
+	struct settings *s = p->s;
+	if (s->per) {
+		if (strcmp(s->per, "peer") == 0)
+			s->per_by = PER_PEER;
+		else if (strcmp(s->per, "context") == 0)
+			s->per_by = PER_CONTEXT;
+		else
+			return options_usage_error("--per: '%s' is not a conversation key: use peer or context", s->per);
+		if (!s->command && !s->exec)
+			return options_usage_error("--per needs a co-process ('-- COMMAND') or --exec");
+	}
+	if (!s->per && (options_given(p, "max-procs") || options_given(p, "idle-exit")))
+		return options_usage_error("--%s only applies with --per", options_given(p, "max-procs") ? "max-procs" : "idle-exit");
+	if (s->reply_timeout > 0 && !s->command)
+		return options_usage_error("--reply-timeout applies to a co-process ('-- COMMAND'); --exec has --exec-timeout");
+	return PARSE_GO_ON;
+}
+
 enum parse_result optresolve_finish(struct parse *p, const char *workspace_id, char **command, int ncommand)
 {
 	struct settings *s = p->s;
@@ -84,6 +105,10 @@ enum parse_result optresolve_finish(struct parse *p, const char *workspace_id, c
 		for (int i = 0; i < ncommand; i++)
 			s->command[i] = xstrdup(command[i]);
 	}
+	if ((rc = resolve_per(p)) != PARSE_GO_ON)
+		return rc;
+	if (s->send && (s->command || s->exec))
+		return options_usage_error("--send posts lines and exits: it takes no handler (--exec or '-- COMMAND')");
 	if (p->verbose && p->quiet)
 		return options_usage_error("--verbose and --quiet are exclusive");
 	s->verbosity = p->quiet ? -1 : p->verbose;

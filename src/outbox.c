@@ -1,4 +1,4 @@
-/* outbox.c: reply posting: per-peer order, parallel peers, retries. */
+/* outbox.c: posting replies and new messages: per-destination order, destinations in parallel, retries, stalls, the outbox bound. */
 #include <stdlib.h>
 #include <string.h>
 #include "outbox.h"
@@ -6,16 +6,42 @@
 #include "platform.h"
 #include "util.h"
 
+/* One destination in a pass: a peer, or the canvas (key NULL). */
+struct dest {
+	const char *key;
+	bool blocked;             /* an earlier unfinished message of it holds its replies back */
+	bool out_blocked;         /* an earlier new message to it is not posted yet */
+	uint64_t first_reply;     /* smallest reply_seq of its unposted replies (0: none) */
+	uint64_t active_out;      /* reply_seq of its first new message, when that one may go (0: none) */
+	int waiting;              /* unposted replies and new messages to it */
+};
+
+/* A destination whose posts keep failing, reported now and again while it lasts. */
+struct stall {
+	char *key;                /* NULL: the canvas */
+	int64_t since, warned;    /* the first failure; the last report (the first: the client's own line) */
+	int failures;
+	bool reported;
+	char *why;
+};
+
 struct outbox {
 	struct inbox *ib;
 	struct http *h;
 	posted_fn fn;
 	void *ctx;
 	bool changed;
-	struct post_ctx *posts;  /* in flight: the outbox's until settled or freed */
-	/* Peers that already have an unfinished earlier message in this pass. */
-	const char **blocked;
-	size_t nblocked, capblocked;
+	long post_timeout_ms;
+	int64_t stall_warn_ms;
+	bool canvas_off;          /* the owner turned canvas replies off (403 talk_to_user_disabled) */
+	struct post_ctx *posts;   /* in flight: the outbox's until settled or freed */
+	struct dest *dests;       /* this pass's destinations */
+	size_t ndests, capdests;
+	struct stall *stalls;
+	size_t nstalls, capstalls;
+	int waiting;              /* as of the last pass: replies and new messages unposted, */
+	int held;                 /* messages done behind an unfinished one, */
+	size_t waiting_bytes;     /* and the bytes of the unposted bodies */
 };
 
 struct post_ctx {
@@ -24,6 +50,17 @@ struct post_ctx {
 	struct message *m;
 	struct http_req *req;
 };
+
+static bool same_key(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* "peer <id>" or "the canvas", for log lines. */
+static char *dest_name(const char *key)
+{
+	return key ? xasprintf("peer %s", key) : xstrdup("the canvas");
+}
 
 static void post_unlink(struct outbox *ob, struct post_ctx *pc)
 {
@@ -43,7 +80,20 @@ struct outbox *outbox_new(struct inbox *ib, struct http *h, posted_fn fn, void *
 	ob->fn = fn;
 	ob->ctx = ctx;
 	ob->changed = true;
+	ob->stall_warn_ms = OUTBOX_STALL_WARN_MS;
 	return ob;
+}
+
+void outbox_set_timing(struct outbox *ob, long post_timeout_ms, int64_t stall_warn_ms)
+{
+	ob->post_timeout_ms = post_timeout_ms;
+	ob->stall_warn_ms = stall_warn_ms > 0 ? stall_warn_ms : OUTBOX_STALL_WARN_MS;
+}
+
+static void stall_free(struct stall *st)
+{
+	free(st->key);
+	free(st->why);
 }
 
 void outbox_free(struct outbox *ob)
@@ -58,26 +108,157 @@ void outbox_free(struct outbox *ob)
 		http_cancel(ob->h, pc->req);
 		free(pc);
 	}
-	free(ob->blocked);
+	for (size_t i = 0; i < ob->nstalls; i++)
+		stall_free(&ob->stalls[i]);
+	free(ob->stalls);
+	free(ob->dests);
 	free(ob);
 }
 
 void outbox_touch(struct outbox *ob) { ob->changed = true; }
+bool outbox_full(const struct outbox *ob)
+{
+	return ob->waiting + ob->held >= OUTBOX_MAX_MESSAGES || ob->waiting_bytes >= (size_t)OUTBOX_MAX_BYTES;
+}
+
+/* A kept reply whose row has not come back, before the fetch caught up: where
+ * its message sits is not known yet, so it cannot go. */
+static bool kept_waiting(const struct outbox *ob, const struct message *m)
+{
+	return m->orphan && !m->outbound && m->state == MSG_ANSWERED && !inbox_kept_released(ob->ib);
+}
+
+/* A reply or new message read and not posted. */
+static bool unposted(const struct message *m)
+{
+	return (m->state == MSG_ANSWERED || m->state == MSG_POSTING) && m->post_body;
+}
 
 int outbox_unposted(const struct outbox *ob)
 {
 	int n = 0;
 	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
-		if (m->state == MSG_ANSWERED || (m->state == MSG_POSTING && m->post_body))
+		if (unposted(m) && !kept_waiting(ob, m))
 			n++;
 	return n;
 }
 
-/* Worth another attempt: the network, overload, rate limits, and a token the
- * platform may accept again (it was accepted at registration). */
+/* ---- destinations whose posts fail ------------------------------------- */
+
+static struct stall *stall_find(struct outbox *ob, const char *key)
+{
+	for (size_t i = 0; i < ob->nstalls; i++)
+		if (same_key(ob->stalls[i].key, key))
+			return &ob->stalls[i];
+	return NULL;
+}
+
+static int waiting_for(struct outbox *ob, const char *key)
+{
+	int n = 0;
+	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
+		if (unposted(m) && same_key(m->source_id, key))
+			n++;
+	return n;
+}
+
+static void stall_warn(struct outbox *ob, struct stall *st, int64_t now)
+{
+	char *name = dest_name(st->key);
+	log_warn("posts to %s are not getting through (%s; %d attempts in %lld s): %d waiting to be posted", name,
+		 st->why ? st->why : "failed", st->failures, (long long)((now - st->since) / 1000),
+		 waiting_for(ob, st->key));
+	free(name);
+	st->warned = now;
+	st->reported = true;
+}
+
+/* An attempt to post to key failed and will be retried. */
+static void stall_note(struct outbox *ob, const char *key, const struct http_resp *r)
+{
+	int64_t now = now_ms();
+	struct stall *st = stall_find(ob, key);
+	if (!st) {
+		if (ob->nstalls == ob->capstalls) {
+			ob->capstalls = ob->capstalls ? ob->capstalls * 2 : 4;
+			ob->stalls = xrealloc(ob->stalls, ob->capstalls * sizeof *ob->stalls);
+		}
+		st = &ob->stalls[ob->nstalls++];
+		/* The client says so at the first failure: this repeats it. */
+		*st = (struct stall){ .key = key ? xstrdup(key) : NULL, .since = now, .warned = now };
+	}
+	st->failures++;
+	free(st->why);
+	st->why = platform_describe(r);
+}
+
+/* A post to key settled: whatever failed before is over. */
+static void stall_end(struct outbox *ob, const char *key)
+{
+	struct stall *st = stall_find(ob, key);
+	if (!st)
+		return;
+	if (st->reported) {
+		char *name = dest_name(key);
+		log_info("posts to %s get through again after %d failed attempts", name, st->failures);
+		free(name);
+	}
+	stall_free(st);
+	*st = ob->stalls[--ob->nstalls];
+}
+
+static void stalls_report(struct outbox *ob)
+{
+	if (!ob->nstalls)
+		return;
+	int64_t now = now_ms();
+	for (size_t i = 0; i < ob->nstalls; i++)
+		if (now - ob->stalls[i].warned >= ob->stall_warn_ms)
+			stall_warn(ob, &ob->stalls[i], now);
+}
+
+/* ---- posting ------------------------------------------------------------ */
+
+/* Worth another attempt: the network, overload, rate limits, a proxy's page,
+ * and a token the platform may accept again (the session re-registers). */
 static bool post_retry(const struct http_resp *r)
 {
-	return http_transient(r) || r->status == 401;
+	enum post_verdict v = platform_post_verdict(r);
+	return v == POST_RETRY || v == POST_UNAUTHORIZED;
+}
+
+static void post_failed(void *ctx, const struct http_resp *r)
+{
+	struct post_ctx *pc = ctx;
+	stall_note(pc->ob, pc->m->source_id, r);
+}
+
+/* "reply to message <row id>" or "message <id> to <destination>", for log lines. */
+static char *post_name(const struct message *m)
+{
+	if (!m->outbound)
+		return xasprintf("reply to message %s", m->id);
+	char *name = dest_name(m->source_id);
+	char *out = xasprintf("message %s to %s", m->id, name);
+	free(name);
+	return out;
+}
+
+/* A refusal for good: said once per post, but once for as long as the owner
+ * keeps canvas replies turned off. */
+static void report_refusal(struct outbox *ob, const struct message *m, enum post_verdict v, const char *why)
+{
+	char *name = post_name(m);
+	if (v == POST_CANVAS_OFF && ob->canvas_off)
+		log_debug("%s dropped: canvas replies are still turned off", name);
+	else if (v == POST_CANVAS_OFF)
+		log_error("%s refused (%s): the workspace's owner turned replies to the canvas off; "
+			  "they are dropped until they are turned on again", name, why);
+	else
+		log_error("%s refused for good (%s): dropped", name, why);
+	free(name);
+	if (v == POST_CANVAS_OFF)
+		ob->canvas_off = true;
 }
 
 static void on_posted(void *ctx, const struct http_resp *r)
@@ -88,37 +269,25 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	post_unlink(ob, pc);
 	free(pc);
 	ob->changed = true;
-	bool ok = r->status >= 200 && r->status < 300;
+	enum post_verdict v = platform_post_verdict(r);
+	bool ok = v == POST_DELIVERED;
 	char *why = ok ? NULL : platform_describe(r);
 	char id[UUID_LEN + 1];
 	memcpy(id, m->id, sizeof id);
-	if (!ok)
-		log_error("reply to message %s refused for good (%s): dropped", id, why);
-	if (m->orphan) {
-		inbox_orphan_done(ob->ib, m);
-	} else {
-		inbox_done(ob->ib, m);
+	stall_end(ob, m->source_id);
+	if (!ok) {
+		report_refusal(ob, m, v, why);
+	} else if (!m->source_id && ob->canvas_off) {
+		log_info("replies to the canvas are accepted again");
+		ob->canvas_off = false;
 	}
+	if (m->orphan)
+		inbox_orphan_done(ob->ib, m);
+	else
+		inbox_done(ob->ib, m);
 	if (ob->fn)
 		ob->fn(ob->ctx, id, ok, why);
 	free(why);
-}
-
-static bool blocked(struct outbox *ob, const char *peer)
-{
-	for (size_t i = 0; i < ob->nblocked; i++)
-		if (strcmp(ob->blocked[i], peer) == 0)
-			return true;
-	return false;
-}
-
-static void block(struct outbox *ob, const char *peer)
-{
-	if (ob->nblocked == ob->capblocked) {
-		ob->capblocked = ob->capblocked ? ob->capblocked * 2 : 16;
-		ob->blocked = xrealloc(ob->blocked, ob->capblocked * sizeof *ob->blocked);
-	}
-	ob->blocked[ob->nblocked++] = peer;
 }
 
 static void start_post(struct outbox *ob, struct message *m)
@@ -139,38 +308,119 @@ static void start_post(struct outbox *ob, struct message *m)
 		.as_workspace = strstr(m->post_path, "/a2a") != NULL,
 		.max_attempts = 0,
 		.retry = post_retry,
+		.timeout_ms = ob->post_timeout_ms,
+		.failed = post_failed,
 		.done = on_posted,
 		.ctx = pc,
 	};
 	pc->req = http_start(ob->h, &o);
 }
 
-/* One pass in order: a message that is not done holds back every later reply
- * to the same peer (the canvas counts as one peer), so each peer sees replies in
- * the order its messages arrived, while different peers proceed in parallel. */
-static void visit(struct outbox *ob, struct message *m, bool *canvas_blocked)
+struct message *outbox_new_message(struct outbox *ob, const char *own_id, const char *to, jv parts,
+				   const char *context_id, char **err)
 {
-	if (m->state == MSG_DONE)
+	*err = NULL;
+	if (to && strcmp(to, own_id) == 0) {
+		jv_free(parts);
+		*err = xstrdup("\"to\" is this workspace's own id: it would come back as a new message");
+		return NULL;
+	}
+	char id[UUID_LEN + 1];
+	uuid_new(id);
+	char *path = to ? xasprintf("/workspaces/%s/a2a", to) : xasprintf("/workspaces/%s/notify", own_id);
+	char *body = to ? platform_a2a_body(parts, context_id, NULL, id) : platform_notify_body(parts);
+	if (strlen(body) > PLATFORM_POST_MAX) {
+		free(path);
+		free(body);
+		*err = xasprintf("a new message to %s is larger than the platform's 1 MiB limit: not sent",
+				 to ? to : "the canvas");
+		return NULL;
+	}
+	ob->changed = true;
+	return inbox_add_outbound(ob->ib, id, to, path, body);
+}
+
+/* ---- the order ---------------------------------------------------------- */
+
+static struct dest *dest_of(struct outbox *ob, const char *key)
+{
+	for (size_t i = 0; i < ob->ndests; i++)
+		if (same_key(ob->dests[i].key, key))
+			return &ob->dests[i];
+	if (ob->ndests == ob->capdests) {
+		ob->capdests = ob->capdests ? ob->capdests * 2 : 16;
+		ob->dests = xrealloc(ob->dests, ob->capdests * sizeof *ob->dests);
+	}
+	struct dest *d = &ob->dests[ob->ndests++];
+	*d = (struct dest){ .key = key };
+	return d;
+}
+
+/* What waits, per destination and in all: the first reply not posted yet, the
+ * bound's counts. */
+static void survey(struct outbox *ob)
+{
+	ob->ndests = 0;
+	ob->waiting = ob->held = 0;
+	ob->waiting_bytes = 0;
+	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m)) {
+		if (m->state == MSG_DONE) {
+			ob->held++;
+			continue;
+		}
+		if (!unposted(m))
+			continue;
+		struct dest *d = dest_of(ob, m->source_id);
+		d->waiting++;
+		ob->waiting++;
+		ob->waiting_bytes += strlen(m->post_body);
+		if (!m->outbound && (!d->first_reply || m->reply_seq < d->first_reply))
+			d->first_reply = m->reply_seq;
+	}
+}
+
+/* A new message goes after the replies to the same place read before it, and
+ * one at a time; while it may go, replies read after it wait for it. */
+static void visit_outbound(struct outbox *ob, struct message *m)
+{
+	struct dest *d = dest_of(ob, m->source_id);
+	bool go = !d->out_blocked && (!d->first_reply || d->first_reply > m->reply_seq);
+	d->out_blocked = true;
+	if (!go)
 		return;
-	const char *peer = m->source_id;
-	bool held = peer ? blocked(ob, peer) : *canvas_blocked;
+	d->active_out = m->reply_seq;
+	if (m->state == MSG_ANSWERED)
+		start_post(ob, m);
+}
+
+/* One message in posting order: one that is not done holds back every later
+ * reply to the same peer (the canvas counts as one peer), so each peer sees
+ * replies in the order its messages arrived, while different peers proceed
+ * in parallel. */
+static void visit(struct outbox *ob, struct message *m)
+{
+	if (m->state == MSG_DONE || kept_waiting(ob, m))
+		return;
+	struct dest *d = dest_of(ob, m->source_id);
+	bool held = d->blocked || (d->active_out && d->active_out < m->reply_seq);
 	if (!held && m->state == MSG_ANSWERED && m->post_body)
 		start_post(ob, m);
-	if (peer) {
-		if (!held)
-			block(ob, peer);
-	} else {
-		*canvas_blocked = true;
-	}
+	d->blocked = true;
 }
 
 void outbox_pump(struct outbox *ob)
 {
+	stalls_report(ob);
 	if (!ob->changed)
 		return;
 	ob->changed = false;
-	ob->nblocked = 0;
-	bool canvas_blocked = false;
+	inbox_adopt_kept(ob->ib);
+	survey(ob);
+	/* New messages first: which may go decides which replies wait for them. */
+	for (struct message *m = inbox_first(ob->ib); m && m->orphan; m = inbox_next(ob->ib, m))
+		if (m->outbound)
+			visit_outbound(ob, m);
 	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
-		visit(ob, m, &canvas_blocked);
+		if (!m->outbound)
+			visit(ob, m);
 }

@@ -33,6 +33,7 @@ char *platform_heartbeat_body(const char *ws, const struct heartbeat_info *hb)
 		o = jv_object_set(o, jv_string("sample_error"), jv_string(hb->sample_error));
 	if (hb->current_task)
 		o = jv_object_set(o, jv_string("current_task"), jv_string(hb->current_task));
+	o = jv_object_set(o, jv_string("is_busy"), jv_bool(hb->is_busy));
 	char *rest = dump(o);
 	double er = hb->error_rate;
 	if (!(er >= 0))
@@ -55,19 +56,30 @@ char *platform_activity_path(const char *ws, const char *since_id, long since_se
 			 ws, limit, since_secs);
 }
 
-char *platform_a2a_body(jv parts, const char *context_id, const char *task_id)
+/* The namespace of reply ids: a fixed UUID of this program's own, so its ids
+ * never collide with another program's name-based ids. */
+#define REPLY_ID_NAMESPACE "ce1ccf52-4350-4776-aafb-dcb2f014ace4"
+
+void platform_reply_id(const char *own_id, const char *row_id, int n, char out[UUID_LEN + 1])
 {
-	char rpc_id[UUID_LEN + 1], msg_id[UUID_LEN + 1];
+	char *name = xasprintf("%s/%s/%d", own_id, row_id, n);
+	uuid_name(REPLY_ID_NAMESPACE, name, out);
+	free(name);
+}
+
+char *platform_a2a_body(jv parts, const char *context_id, const char *in_reply_to, const char *message_id)
+{
+	char rpc_id[UUID_LEN + 1];
 	uuid_new(rpc_id);
-	uuid_new(msg_id);
 	jv m = jv_object();
 	m = jv_object_set(m, jv_string("role"), jv_string("agent"));
-	m = jv_object_set(m, jv_string("messageId"), jv_string(msg_id));
+	m = jv_object_set(m, jv_string("messageId"), jv_string(message_id));
 	m = jv_object_set(m, jv_string("parts"), parts);
 	if (context_id)
 		m = jv_object_set(m, jv_string("contextId"), jv_string(context_id));
-	if (task_id)
-		m = jv_object_set(m, jv_string("taskId"), jv_string(task_id));
+	if (in_reply_to)
+		m = jv_object_set(m, jv_string("metadata"),
+				  jv_object_set(jv_object(), jv_string("in_reply_to"), jv_string(in_reply_to)));
 	jv o = jv_object();
 	o = jv_object_set(o, jv_string("jsonrpc"), jv_string("2.0"));
 	o = jv_object_set(o, jv_string("id"), jv_string(rpc_id));
@@ -155,20 +167,90 @@ char *platform_describe(const struct http_resp *r)
 	return out;
 }
 
+/* The answer's body as JSON, or jv_invalid() when it is empty, too large to
+ * bother with, or not JSON. */
+static jv answer_json(const struct http_resp *r)
+{
+	if (r->len == 0 || r->len >= 65536)
+		return jv_invalid();
+	return jv_parse_sized(r->body, (int)r->len);
+}
+
+bool platform_error_body(const struct http_resp *r)
+{
+	jv v = answer_json(r);
+	jv e = json_field(v, "error"), t = json_field(v, "truncated");
+	bool ours = jv_get_kind(e) == JV_KIND_STRING || (r->status == 413 && jv_get_kind(t) == JV_KIND_TRUE);
+	jv_free(e);
+	jv_free(t);
+	jv_free(v);
+	return ours;
+}
+
+enum post_verdict platform_post_verdict(const struct http_resp *r)
+{
+	if (r->status >= 200 && r->status < 300)
+		return POST_DELIVERED;
+	if (r->status == 401)
+		return POST_UNAUTHORIZED;
+	/* Only the refusals the platform documents as final drop a reply, and only
+	 * when it says so in its own words: a proxy's error page in front of it is
+	 * no reason to. */
+	bool final = r->status == 400 || r->status == 402 || r->status == 403 || r->status == 404 || r->status == 413;
+	if (!final || !platform_error_body(r))
+		return POST_RETRY;
+	if (r->status == 403) {
+		jv v = answer_json(r);
+		jv e = json_field(v, "error");
+		bool off = jv_get_kind(e) == JV_KIND_STRING && strcmp(jv_string_value(e), "talk_to_user_disabled") == 0;
+		jv_free(e);
+		jv_free(v);
+		if (off)
+			return POST_CANVAS_OFF;
+	}
+	return POST_REFUSED;
+}
+
+enum workspace_status platform_workspace_status(const struct http_resp *r, char **detail)
+{
+	*detail = NULL;
+	if (r->status != 410 && r->status != 200)
+		return WORKSPACE_UNKNOWN;
+	jv v = answer_json(r);
+	char *text = json_string_dup(v, r->status == 410 ? "removed_at" : "status");
+	jv_free(v);
+	if (text && strlen(text) > 64)
+		text[64] = '\0';
+	if (text)
+		for (char *p = text; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+				*p = '?';
+	*detail = text;
+	if (r->status == 410)
+		return WORKSPACE_REMOVED;
+	return text && strcmp(text, "paused") == 0 ? WORKSPACE_PAUSED : WORKSPACE_ACTIVE;
+}
+
 char *platform_org_refusal(const struct http_resp *r, const char *org_id)
 {
 	if (r->status == 404 && r->len == 0)
 		return org_id ? xasprintf("the platform knows no org \"%.100s\" (a bare HTTP 404): check MOLECULE_ORG_ID or --org-id",
 					  org_id)
 			      : xstrdup("the platform answers a bare HTTP 404: on a multi-tenant platform, set MOLECULE_ORG_ID or --org-id");
-	if (r->status != 400 || r->len == 0 || r->len >= 65536)
+	if (r->status != 400)
 		return NULL;
-	jv v = jv_parse_sized(r->body, (int)r->len);
+	jv v = answer_json(r);
 	jv code = json_field(v, "code");
 	bool tenant = jv_get_kind(code) == JV_KIND_STRING && strcmp(jv_string_value(code), "TENANT_ORG_HEADER_REQUIRED") == 0;
 	jv_free(code);
 	jv_free(v);
 	return tenant ? xstrdup("the platform is multi-tenant and needs an org id: set MOLECULE_ORG_ID or --org-id") : NULL;
+}
+
+bool platform_org_exempt(const char *path)
+{
+	return strcmp(path, "/registry/register") == 0 || strcmp(path, "/registry/heartbeat") == 0 ||
+	       strcmp(path, "/health") == 0;
 }
 
 char *platform_adopted_token(const char *body, size_t len)

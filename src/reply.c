@@ -30,6 +30,36 @@ static char *check_parts(jv parts /* not consumed */)
 	return NULL;
 }
 
+/* "text" or "parts" as parts: one text part, or the parts as given. */
+static jv parts_of(jv text, jv parts, bool has_text)
+{
+	return has_text ? jv_array_append(jv_array(), parts_text_part_jv(jv_copy(text))) : jv_copy(parts);
+}
+
+/* The checks of a "to" line (v not consumed); NULL when fine, else the reason. */
+static char *check_send(jv v, bool has_text, bool has_parts)
+{
+	jv to = json_field(v, "to"), ctx = json_field(v, "context_id");
+	char *why = NULL;
+	if (jv_get_kind(to) != JV_KIND_STRING ||
+	    (strcmp(jv_string_value(to), "canvas") != 0 && !json_is_uuid(to)))
+		why = xstrdup("\"to\" must be a workspace id (a lower-case UUID) or \"canvas\"");
+	else if (json_has(v, "id"))
+		why = xstrdup("a line has both \"to\" (a new message) and \"id\" (a reply)");
+	else if (json_has(v, "error") || json_has(v, "retry"))
+		why = xasprintf("a new message (\"to\") has no \"%s\"", json_has(v, "error") ? "error" : "retry");
+	else if (!has_text && !has_parts)
+		why = xstrdup("a new message (\"to\") needs \"text\" or \"parts\"");
+	else if (json_has(v, "context_id") && jv_get_kind(ctx) != JV_KIND_STRING)
+		why = xstrdup("\"context_id\" must be a string");
+	else if (jv_get_kind(ctx) == JV_KIND_STRING &&
+		 strlen(jv_string_value(ctx)) != (size_t)jv_string_length_bytes(jv_copy(ctx)))
+		why = xstrdup("\"context_id\" contains a NUL character");
+	jv_free(to);
+	jv_free(ctx);
+	return why;
+}
+
 int reply_parse(jv v, struct reply *out, char **err)
 {
 	*out = (struct reply){ .kind = REPLY_ACK, .id = NULL, .parts = jv_null(), .error = NULL };
@@ -61,7 +91,25 @@ int reply_parse(jv v, struct reply *out, char **err)
 	bool want_retry = jv_get_kind(retry) == JV_KIND_TRUE;
 	char *why = NULL;
 
-	if (has_id && (jv_get_kind(id) != JV_KIND_STRING || jv_string_length_bytes(jv_copy(id)) == 0))
+	bool has_to = json_has(v, "to");
+
+	if (has_to && has_text && jv_get_kind(text) != JV_KIND_STRING)
+		why = xstrdup("\"text\" must be a string");
+	else if (has_to && has_parts && (why = check_parts(parts)) != NULL)
+		;
+	else if (has_to && has_text && has_parts)
+		why = xstrdup("a new message has both \"text\" and \"parts\"");
+	else if (has_to && (why = check_send(v, has_text, has_parts)) != NULL)
+		;
+	else if (has_to) {
+		jv to = json_field(v, "to");
+		out->kind = REPLY_SEND;
+		out->to = strcmp(jv_string_value(to), "canvas") == 0 ? NULL : xstrdup(jv_string_value(to));
+		out->context_id = json_string_dup(v, "context_id");
+		jv_free(out->parts);
+		out->parts = parts_of(text, parts, has_text);
+		jv_free(to);
+	} else if (has_id && (jv_get_kind(id) != JV_KIND_STRING || jv_string_length_bytes(jv_copy(id)) == 0))
 		why = xstrdup("\"id\" must be a non-empty string");
 	else if (has_id && strlen(jv_string_value(id)) != (size_t)jv_string_length_bytes(jv_copy(id)))
 		/* An id with a NUL in it could never name a message, and would
@@ -87,16 +135,12 @@ int reply_parse(jv v, struct reply *out, char **err)
 	else if (!has_id && !has_text && !has_parts && !has_error)
 		why = xstrdup("reply without \"id\" needs \"text\", \"parts\" or \"error\"");
 
-	if (!why) {
+	if (!why && !has_to) {
 		out->id = has_id ? xstrdup(jv_string_value(id)) : NULL;
-		if (has_text) {
-			out->kind = REPLY_TEXT;
+		if (has_text || has_parts) {
+			out->kind = has_text ? REPLY_TEXT : REPLY_PARTS;
 			jv_free(out->parts);
-			out->parts = jv_array_append(jv_array(), parts_text_part_jv(jv_copy(text)));
-		} else if (has_parts) {
-			out->kind = REPLY_PARTS;
-			jv_free(out->parts);
-			out->parts = jv_copy(parts);
+			out->parts = parts_of(text, parts, has_text);
 		} else if (has_error) {
 			out->kind = REPLY_ERROR;
 			out->error = xstrdup(jv_string_value(error));
@@ -124,8 +168,11 @@ void reply_free(struct reply *r)
 {
 	free(r->id);
 	free(r->error);
+	free(r->to);
+	free(r->context_id);
 	jv_free(r->parts);
 	r->id = NULL;
 	r->error = NULL;
+	r->to = r->context_id = NULL;
 	r->parts = jv_null();
 }

@@ -12,13 +12,16 @@ enum reply_kind {
 	REPLY_ACK,    /* {"id"}: done, nothing to say */
 	REPLY_ERROR,  /* {"id","error":"..."} */
 	REPLY_RETRY,  /* {"id","retry":true} */
+	REPLY_SEND,   /* {"to","text"|"parts","context_id"?}: a new message, not a reply */
 };
 
 struct reply {
 	enum reply_kind kind;
 	char *id;      /* NULL: answers the oldest unanswered message */
-	jv parts;      /* TEXT/PARTS: array of A2A parts; else jv_null() */
+	jv parts;      /* TEXT/PARTS/SEND: array of A2A parts; else jv_null() */
 	char *error;   /* ERROR: the handler's message; else NULL */
+	char *to;      /* SEND: a peer's id (a lower-case UUID) or NULL for "canvas" */
+	char *context_id; /* SEND: the conversation to carry on, or NULL */
 };
 
 /* Validates one parsed reply value (consumed). 0 and *out filled, or -1 and *err
@@ -27,7 +30,10 @@ struct reply {
  * objects; "error" a string; "retry" true; "text" and "parts" not both;
  * "error"/"retry" exclusive with text/parts. Unknown keys are ignored.
  * "retry": false is the same as no "retry". A reply without "id" must carry
- * "text", "parts" or "error". An invalid v (a parse error) gives its message. */
+ * "text", "parts" or "error". An invalid v (a parse error) gives its message.
+ * A line with "to" is a new message: "to" a lower-case UUID or "canvas", "text"
+ * or "parts" (one of them), "context_id" a string if present, and no "id",
+ * "error" or "retry". */
 int reply_parse(jv v, struct reply *out, char **err);
 void reply_free(struct reply *r);
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 struct bridge;
+struct http_resp;
 
 /* Outcomes over a rolling minute in one-second buckets: memory stays the same
  * however many messages a minute brings. */
@@ -15,14 +16,47 @@ struct session_errors {
 	char *sample;            /* the last error's text (200 bytes at most), or NULL */
 };
 
+/* Where the session stands with a token the platform refused (401) after
+ * start-up: it may have been revoked and re-minted, or the workspace removed.
+ * A heartbeat that goes through ends the episode; a new one registers again,
+ * and asks again, at most once in SESSION_REREGISTER_MS (a refused register
+ * degrades the workspace that long). */
+#define SESSION_REREGISTER_MS 300000
+enum session_auth {
+	AUTH_OK,
+	AUTH_REREGISTERING,      /* registering again, to adopt a token minted meanwhile */
+	AUTH_REREGISTERED,       /* registered again: another 401 means it did not help */
+	AUTH_CHECKING,           /* asking GET /workspaces/<id> whether it was removed */
+	AUTH_CHECKED,            /* asked once: carry on with backoff until a heartbeat passes */
+};
+
 struct session {
 	int64_t next_heartbeat;
 	bool heartbeat_busy;     /* one heartbeat at a time */
+	enum session_auth auth;
+	int64_t reregistered_at; /* the last registration after a 401 (0: none) */
+	int64_t checked_at;      /* the last GET /workspaces/<id> after a 401 (0: none) */
+	bool paused_said;        /* "the workspace is paused" was logged */
+	char *refusal;           /* start-up: the register refusal to report unless removed */
 	struct session_errors errors;
 };
 
-/* No token given: the one a first registration handed out, kept in the state file. */
+/* Which token to use at start, given the configured one, the one kept in the
+ * state file (minted by the platform at a registration) and the fingerprint
+ * (SHA-1, hex) of the token that one replaced. NULL: none. */
+enum session_token_pick {
+	TOKEN_CONFIGURED,        /* no kept token, the same one, or one rotated by hand */
+	TOKEN_KEPT,              /* nothing configured */
+	TOKEN_KEPT_REPLACED,     /* the configured token is the one the kept token replaced */
+};
+enum session_token_pick session_token_pick(const char *configured, const char *kept, const char *replaced);
+/* Applies session_token_pick to the settings and the state, saying once at
+ * start-up when the kept token is used in place of the configured one. */
 void session_token_from_state(struct bridge *b);
+/* Once the client and the outbox exist: every answer is watched for an org id
+ * the platform refuses (exit 2) and for a refused token; posts get their timing. */
+void session_attach(struct bridge *b);
+
 /* Registers the workspace; once accepted the bridge runs (PH_RUN). */
 void session_register(struct bridge *b);
 /* A heartbeat when one is due. */

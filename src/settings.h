@@ -6,6 +6,8 @@
 #include <jv.h>
 
 enum exec_input { EXEC_INPUT_TEXT, EXEC_INPUT_JSON };
+/* --per: what makes a conversation (one co-process each). */
+enum per_by { PER_NONE, PER_PEER, PER_CONTEXT };
 
 struct settings {
 	char *workspace_id;       /* validated UUID */
@@ -25,6 +27,9 @@ struct settings {
 	char *filter;             /* jq program or NULL */
 	char *reply_filter;       /* jq program or NULL */
 	bool once;
+	bool send;                /* --send: post the {"to":...} lines of stdin, then exit */
+	double post_timeout;      /* seconds one attempt to post may take */
+	double stall_report;     /* seconds between reports of posts that keep failing */
 	long max_messages;        /* 0: no limit */
 	bool dry_run;
 	int verbosity;            /* -1 quiet, 0 normal, >= 1 verbose */
@@ -38,6 +43,11 @@ struct settings {
 	double exec_timeout;
 	long concurrency;
 	long restart_limit;
+	char *per;                /* --per as given ("peer", "context") or NULL */
+	enum per_by per_by;       /* the same, resolved */
+	long max_procs;           /* --per: co-processes alive at once */
+	double idle_exit;         /* --per: seconds before a quiet co-process is closed; 0: never */
+	double reply_timeout;     /* seconds a co-process may hold one message; 0: no limit */
 	/* Start-up found stdout closed (now /dev/null): nobody can read messages. */
 	bool stdout_closed;
 };

@@ -11,8 +11,10 @@
  *   "last_since_id": "<uuid>" | "",    (the Go client's field: the saved cursor; "" or absent: none)
  *   "done_ids": ["<uuid>", ...],       (done above the cursor, this program only)
  *   "replies": [ {"id":"<row uuid>","path":"/workspaces/<uuid>/a2a|notify","body":{...}}, ... ],
- *                                       (read but not yet posted, in reading order)
- *   "auth_token": "<token>",           (only when adopted from a first registration)
+ *                                       (read but not yet posted, in reading order; a new
+ *                                        message has "outbound": true and its messageId as id)
+ *   "auth_token": "<token>",           (only when the platform minted one at a registration)
+ *   "auth_token_replaced": "<sha1>",   (the SHA-1, hex, of the token that one replaced)
  *   ...                                 (unknown fields are kept as they are)
  * }
  */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sha1.h"
 #include "util.h"
 
 /* Nothing sensible is left to do. The message is written directly: util sits
@@ -153,9 +154,10 @@ static void random_fill(unsigned char *buf, size_t n)
 	}
 }
 
+static void uuid_format(unsigned char b[16], int version, char out[UUID_LEN + 1]);
+
 void uuid_new(char out[UUID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	/* Two ids per reply: draw random bytes in batches, not a syscall each. */
 	static unsigned char pool[4096];
 	static size_t left;
@@ -167,8 +169,15 @@ void uuid_new(char out[UUID_LEN + 1])
 	memcpy(b, pool + sizeof pool - left, sizeof b);
 	memset(pool + sizeof pool - left, 0, sizeof b);
 	left -= sizeof b;
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	uuid_format(b, 4, out);
+}
+
+/* The 16 bytes b as a UUID of that version (RFC 4122 variant) into out. */
+static void uuid_format(unsigned char b[16], int version, char out[UUID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	b[6] = (unsigned char)((b[6] & 0x0f) | (version << 4));
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	char *o = out;
 	for (int i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -177,6 +186,32 @@ void uuid_new(char out[UUID_LEN + 1])
 		*o++ = hex[b[i] & 0x0f];
 	}
 	*o = '\0';
+}
+
+static int hex_value(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+bool uuid_name(const char *ns, const char *name, char out[UUID_LEN + 1])
+{
+	if (!uuid_valid(ns))
+		return false;
+	unsigned char nsb[16];
+	for (int i = 0, j = 0; i < 16; j++) {
+		if (ns[j] == '-')
+			continue;
+		nsb[i++] = (unsigned char)(hex_value(ns[j]) << 4 | hex_value(ns[j + 1]));
+		j++;
+	}
+	struct sha1 c;
+	unsigned char d[SHA1_LEN];
+	sha1_init(&c);
+	sha1_update(&c, nsb, sizeof nsb);
+	sha1_update(&c, name, strlen(name));
+	sha1_final(&c, d);
+	uuid_format(d, 5, out);
+	return true;
 }
 
 int64_t now_ms(void)

@@ -19,6 +19,10 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool uuid_valid(const char *s);
 /* Writes a new random (version 4) UUID and its NUL into out. */
 void uuid_new(char out[UUID_LEN + 1]);
+/* Writes the name-based (version 5, SHA-1) UUID of name in the namespace ns (a
+ * UUID) into out: the same inputs give the same id on every machine. false when
+ * ns is not a lower-case UUID. */
+bool uuid_name(const char *ns, const char *name, char out[UUID_LEN + 1]);
 
 /* Monotonic milliseconds, for timers. */
 int64_t now_ms(void);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Co-process mode (molecule-connect [options] ID -- COMMAND [ARG...]) and contrib/:
-# the handler's pipes, environment, restarts, shutdown; the Claude Code handler
-# and the example handlers (the systemd unit is tested in install.bats).
+# the handler's pipes, environment, restarts, shutdown, and the example handlers
+# (contrib/claude-handler is tested in claude.bats, the systemd unit in install.bats).
 
 load helpers
 
@@ -285,75 +285,6 @@ coproc_active_tasks() {
 	assert_eq "$status" 1 "a stubborn co-process left running"
 	# The message was not answered: it is not done.
 	coproc_not_done "$id"
-}
-
-# coproc_fake_claude DIR: a stand-in for claude in DIR: records its argv (one per
-# line) and stdin per call n, prints {"session_id":"s-n","result":"answer n"}; a
-# message "fail" makes it fail with "boom n" on stderr.
-coproc_fake_claude() {
-	mkdir -p "$1"
-	cat >"$1/claude" <<-EOF
-		#!/bin/sh
-		n=\$((\$(cat "$T/claude.n" 2>/dev/null || echo 0) + 1))
-		echo "\$n" >"$T/claude.n"
-		printf '%s\n' "\$@" >"$T/claude.argv.\$n"
-		cat >"$T/claude.stdin.\$n"
-		if [ "\$(cat "$T/claude.stdin.\$n")" = fail ]; then
-			echo "boom \$n" >&2
-			exit 1
-		fi
-		printf '{"type":"result","is_error":false,"session_id":"s-%d","result":"answer %d"}\n' "\$n" "\$n"
-	EOF
-	chmod +x "$1/claude"
-}
-
-@test "contrib/claude-handler: one claude session per peer, resumed with --resume, errors reported" {
-	local a=$PEER_ID b
-	new_peer >/dev/null
-	b=$PEER_ID
-	coproc_fake_claude "$T/bin"
-	coproc_queue "$a" "first question" >/dev/null
-	coproc_queue "$a" "second question" >/dev/null
-	coproc_queue "$b" "from b" >/dev/null
-	coproc_queue "$b" fail >/dev/null
-	PATH="$T/bin:$PATH" MOLECULE_HANDLER_STATE="$T/hstate" CLAUDE_ARGS="--model test-model" \
-		coproc_start_bridge "$WS_ID" -- "$CONTRIB/claude-handler"
-	wait_until 10 coproc_reply_count "$a" 2
-	wait_until 10 coproc_reply_count "$b" 2
-	assert_eq "$(coproc_replies "$a" | paste -sd,)" "answer 1,answer 2" "replies to a"
-	local rb
-	rb=$(coproc_replies "$b")
-	assert_eq "$(head -n 1 <<<"$rb")" "answer 3" "first reply to b"
-	[[ "$(tail -n 1 <<<"$rb")" == "error: "*"boom 4"* ]] || { echo "error reply: $rb" >&2; false; }
-	# The message text went to claude's stdin.
-	assert_eq "$(cat "$T/claude.stdin.1")" "first question"
-	assert_eq "$(cat "$T/claude.stdin.2")" "second question"
-	assert_eq "$(cat "$T/claude.stdin.3")" "from b"
-	# Call 1 new, call 2 resumes a's session, call 3 (another peer) new, call 4 resumes b's.
-	assert_eq "$(paste -sd' ' "$T/claude.argv.1")" "-p --output-format json --model test-model"
-	assert_eq "$(paste -sd' ' "$T/claude.argv.2")" "-p --output-format json --resume s-1 --model test-model"
-	assert_eq "$(paste -sd' ' "$T/claude.argv.3")" "-p --output-format json --model test-model"
-	assert_eq "$(paste -sd' ' "$T/claude.argv.4")" "-p --output-format json --resume s-3 --model test-model"
-	# Session ids are kept per conversation, only readable by the owner.
-	assert_eq "$(cat "$T/hstate/$WS_ID/peer-$a")" s-2 "a's session"
-	assert_eq "$(cat "$T/hstate/$WS_ID/peer-$b")" s-3 "b's session (the failed call kept it)"
-	assert_eq "$(stat -c %a "$T/hstate/$WS_ID/peer-$a")" 600 "session file mode"
-	grep -qx "boom 4" "$T/err"
-	coproc_stop_bridge
-	assert_eq "$COPROC_RC" 0
-
-	# A context id is its own conversation, and the session survives a restart.
-	coproc_queue "$a" "in a context" '"context_id":"ctx-1"' >/dev/null
-	coproc_queue "$a" "again in it" '"context_id":"ctx-1"' >/dev/null
-	coproc_queue "$a" "no context" >/dev/null
-	PATH="$T/bin:$PATH" MOLECULE_HANDLER_STATE="$T/hstate" \
-		coproc_start_bridge "$WS_ID" -- "$CONTRIB/claude-handler"
-	wait_until 10 coproc_reply_count "$a" 5
-	assert_eq "$(coproc_replies "$a" | tail -n 3 | paste -sd,)" "answer 5,answer 6,answer 7"
-	assert_eq "$(paste -sd' ' "$T/claude.argv.5")" "-p --output-format json"
-	assert_eq "$(paste -sd' ' "$T/claude.argv.6")" "-p --output-format json --resume s-5"
-	assert_eq "$(paste -sd' ' "$T/claude.argv.7")" "-p --output-format json --resume s-2"
-	assert_eq "$(cat "$T/hstate/$WS_ID/context-ctx-1")" s-6
 }
 
 @test "--exec 'claude -p' (the README's form) with a plain-text claude" {

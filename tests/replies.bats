@@ -137,7 +137,7 @@ replies_done_above() {
 		jq -e --arg id "$1" 'any(.done_ids[]?; . == $id)' "$REPLIES_STATE/$WS_ID.json" >/dev/null
 }
 
-@test "a {id, text} reply is posted to the sending peer as one text part, with its context and task" {
+@test "a {id, text} reply is posted to the sending peer as one text part, with its context, no task, and what it answers" {
 	local id post
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"question\",\"context_id\":\"ctx-7\",\"task_id\":\"task-7\"}" >/dev/null
 	replies_start
@@ -150,8 +150,11 @@ replies_done_above() {
 	assert_eq "$(jq -r .path <<<"$post")" "/workspaces/$PEER_ID/a2a" path
 	assert_eq "$(jq -r '.headers.authorization' <<<"$post")" "Bearer $WS_TOKEN" authorization
 	assert_eq "$(jq -r '.headers["x-workspace-id"]' <<<"$post")" "$WS_ID" x-workspace-id
-	assert_eq "$(jq -c '.body | [.jsonrpc, .method, .params.message.role, .params.message.parts, .params.message.contextId, .params.message.taskId]' <<<"$post")" \
-		'["2.0","message/send","agent",[{"kind":"text","text":"the answer"}],"ctx-7","task-7"]' body
+	# No taskId: the peer may not know the task. The inbound messageId goes in in_reply_to.
+	assert_eq "$(jq -c '.body | [.jsonrpc, .method, .params.message.role, .params.message.parts, .params.message.contextId, (.params.message | has("taskId"))]' <<<"$post")" \
+		'["2.0","message/send","agent",[{"kind":"text","text":"the answer"}],"ctx-7",false]' body
+	assert_eq "$(jq -r '.body.params.message.metadata.in_reply_to' <<<"$post")" \
+		"$(jq -r --arg id "$id" 'select(.id == $id) | .message_id' "$T/out")" in_reply_to
 	wait_until 10 replies_cursor_is "$id"
 	replies_a2a_count 1
 }

@@ -437,10 +437,75 @@ static void test_jqprog(void)
 	}
 }
 
+#define PEER "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+
+static void test_new_messages(void)
+{
+	struct reply r;
+	char *err = NULL;
+	ok(parse("{\"to\":\"" PEER "\",\"text\":\"hi\",\"context_id\":\"c1\"}", &r, &err) == 0 && r.kind == REPLY_SEND,
+	   "a \"to\" line is a new message");
+	is_str(r.to, PEER, "to a peer");
+	is_str(r.context_id, "c1", "its context");
+	ok(r.id == NULL, "no id");
+	jv d = jv_dump_string(jv_copy(r.parts), 0);
+	is_str(jv_string_value(d), "[{\"kind\":\"text\",\"text\":\"hi\"}]", "the text as one part");
+	jv_free(d);
+	reply_free(&r);
+	ok(parse("{\"to\":\"canvas\",\"parts\":[{\"kind\":\"text\",\"text\":\"p\"}]}", &r, &err) == 0 &&
+	   r.kind == REPLY_SEND && r.to == NULL && r.context_id == NULL, "to the canvas, with parts");
+	reply_free(&r);
+
+	static const struct { const char *line, *why; } bad[] = {
+		{ "{\"to\":\"nobody\",\"text\":\"x\"}", "\"to\" must be a workspace id (a lower-case UUID) or \"canvas\"" },
+		{ "{\"to\":\"AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA\",\"text\":\"x\"}", "\"to\" must be a workspace id (a lower-case UUID) or \"canvas\"" },
+		{ "{\"to\":7,\"text\":\"x\"}", "\"to\" must be a workspace id (a lower-case UUID) or \"canvas\"" },
+		{ "{\"to\":\"canvas\"}", "a new message (\"to\") needs \"text\" or \"parts\"" },
+		{ "{\"to\":\"canvas\",\"id\":\"x\",\"text\":\"t\"}", "a line has both \"to\" (a new message) and \"id\" (a reply)" },
+		{ "{\"to\":\"canvas\",\"error\":\"e\"}", "a new message (\"to\") has no \"error\"" },
+		{ "{\"to\":\"canvas\",\"text\":\"t\",\"retry\":true}", "a new message (\"to\") has no \"retry\"" },
+		{ "{\"to\":\"canvas\",\"text\":\"t\",\"parts\":[{\"kind\":\"text\"}]}", "a new message has both \"text\" and \"parts\"" },
+		{ "{\"to\":\"canvas\",\"text\":5}", "\"text\" must be a string" },
+		{ "{\"to\":\"canvas\",\"parts\":[]}", "\"parts\" must be a non-empty array of objects" },
+		{ "{\"to\":\"canvas\",\"text\":\"t\",\"context_id\":3}", "\"context_id\" must be a string" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		char *why = NULL;
+		ok(parse(bad[i].line, &r, &why) == -1, "refused: %s", bad[i].line);
+		is_str(why, bad[i].why, "  and why");
+		free(why);
+		reply_free(&r);
+	}
+}
+
+static void test_capped_runs(void)
+{
+	char *err = NULL;
+	struct jqprog *p = jqprog_compile("range(1e9)", &err);
+	bool cut = false;
+	jv out = jqprog_run_capped(p, jv_null(), 1000, &cut);
+	ok(cut, "a generator past the cap is cut");
+	is_int(jv_array_length(jv_copy(out)), 1000, "the first 1000 outputs are kept");
+	jv last = jv_array_get(out, 999);
+	ok(jv_get_kind(last) == JV_KIND_NUMBER && jv_number_value(last) == 999, "in order");
+	jv_free(last);
+	jqprog_free(p);
+	p = jqprog_compile("range(3)", &err);
+	out = jqprog_run_capped(p, jv_null(), 3, &cut);
+	ok(!cut && jv_array_length(out) == 3, "exactly the cap is not cut");
+	out = jqprog_run_capped(p, jv_null(), 2, &cut);
+	ok(cut && jv_array_length(out) == 2, "one more than the cap is");
+	out = jqprog_run_capped(p, jv_null(), 5, &cut);
+	ok(!cut && jv_array_length(out) == 3, "the next run starts afresh");
+	jqprog_free(p);
+}
+
 int main(void)
 {
 	test_linebuf();
 	test_reply_parse();
+	test_new_messages();
+	test_capped_runs();
 	test_parts_text();
 	test_jqprog();
 	return done_testing();
