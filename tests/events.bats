@@ -77,6 +77,24 @@ ev_up() {
 	sse_streams "$WS_ID" 1 && ev_count ev_poll_times 1
 }
 
+@test "--events and --idle-interval: checked values, defaults and --dry-run" {
+	local id=123e4567-e89b-42d3-a456-426614174000
+	run "$MC_BIN" --dry-run "$id"
+	[ "$status" -eq 0 ]
+	grep -qx 'events: auto' <<<"$output"
+	grep -qx 'idle_interval: 5' <<<"$output"
+	run "$MC_BIN" --dry-run --events off --idle-interval 0.5 "$id"
+	[ "$status" -eq 0 ]
+	grep -qx 'events: off' <<<"$output"
+	grep -qx 'idle_interval: 0.5' <<<"$output"
+	run "$MC_BIN" --dry-run --events sometimes "$id"
+	[ "$status" -eq 2 ]
+	grep -q "^molecule-connect: --events: 'sometimes' is not an events mode: use auto, on or off$" <<<"$output"
+	run "$MC_BIN" --dry-run --idle-interval 0.01 "$id"
+	[ "$status" -eq 2 ]
+	grep -q "^molecule-connect: --idle-interval: '0.01' is not a number of seconds" <<<"$output"
+}
+
 @test "an event makes the bridge poll at once, not at the next timer poll" {
 	ev_bridge --interval 60
 	wait_until 10 ev_up
@@ -129,18 +147,17 @@ ev_up() {
 }
 
 @test "a stream that keeps failing is opened again with a growing backoff" {
-	# Three streams end 100 ms after they open, before any event: failures.
-	fault '{"endpoint":"events","end_after_ms":100,"next":3}'
+	# Two streams end 100 ms after they open, before any event: failures.
+	fault '{"endpoint":"events","end_after_ms":100,"next":2}'
 	ev_bridge --interval 60 --events on
-	wait_until 20 ev_count ev_stream_times 4
+	wait_until 20 ev_count ev_stream_times 3
 	local gaps
 	gaps=($(ev_stream_times | awk 'NR > 1 { print $1 - last } { last = $1 }'))
-	# Backoff 1 s, 2 s, 4 s, each +-25 %, after the 100 ms each stream lived.
+	# Backoff 1 s, then 2 s, each +-25 %, after the 100 ms each stream lived.
 	[ "${gaps[0]}" -ge 800 ] || { echo "first gap ${gaps[0]} ms"; return 1; }
 	[ "${gaps[1]}" -ge 1500 ] || { echo "second gap ${gaps[1]} ms"; return 1; }
-	[ "${gaps[2]}" -ge 3000 ] || { echo "third gap ${gaps[2]} ms"; return 1; }
-	[ "${gaps[1]}" -gt "${gaps[0]}" ] && [ "${gaps[2]}" -gt "${gaps[1]}" ]
-	# The fourth stream stays: events work again.
+	[ "${gaps[1]}" -gt "${gaps[0]}" ]
+	# The third stream stays: events work again.
 	wait_until 10 sse_streams "$WS_ID" 1
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"back\"}" >/dev/null
 	wait_until 10 a2a_ok_posts 1
@@ -206,15 +223,13 @@ ev_up() {
 	first=$(ev_poll_times | sed -n 1p)
 	tenth=$(ev_poll_times | sed -n 10p)
 	[ $((tenth - first)) -lt 2000 ] || { echo "ten polls took $((tenth - first)) ms"; return 1; }
-	# Then the period grows to --idle-interval.
-	local t0=$(now_ms)
-	wait_until 15 ev_polls_since $((t0 + 3000)) 4
-	local n gaps gap
-	n=$(ev_poll_times | wc -l)
-	gaps=$(ev_gaps $((n - 3)) 3)
-	for gap in $gaps; do
-		[ "$gap" -ge 200 ] || { echo "gaps once quiet: $gaps"; return 1; }
-	done
+	# Then the period grows to --idle-interval: over two seconds once quiet, at most a
+	# dozen polls where --interval would make forty.
+	local t0=$(now_ms) ta n
+	ta=$((t0 + 3000))
+	wait_until 15 ev_polls_since $((ta + 2000)) 1
+	n=$(ev_poll_times | awk -v a="$ta" -v b="$((ta + 2000))" '$1 >= a && $1 < b' | wc -l)
+	[ "$n" -ge 3 ] && [ "$n" -le 12 ] || { echo "$n polls in the two seconds once quiet"; return 1; }
 	# A message: back to --interval at once.
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"wake\"}" >/dev/null
 	wait_until 10 a2a_ok_posts 1
@@ -222,7 +237,7 @@ ev_up() {
 	wait_until 10 ev_polls_since "$t1" 12 || { ev_poll_times | tail -20; cat "$T/err"; return 1; }
 	local times
 	times=($(ev_poll_times | awk -v t="$t1" '$1 >= t'))
-	[ $((times[11] - times[0])) -lt 2000 ] || { echo "twelve polls after the message took $((times[11] - times[0])) ms"; return 1; }
+	[ $((times[11] - times[0])) -lt 2500 ] || { echo "twelve polls after the message took $((times[11] - times[0])) ms"; return 1; }
 }
 
 @test "an idle bridge with the stream: the timer poll is a safety net" {
@@ -231,12 +246,12 @@ ev_up() {
 	local hb0 t0 t1 polls requests
 	hb0=$(posts heartbeat | jq length)
 	t0=$(now_ms)
-	# Five heartbeats: about five seconds.
-	wait_until 20 ev_heartbeats $((hb0 + 5))
+	# Four heartbeats: about four seconds.
+	wait_until 20 ev_heartbeats $((hb0 + 4))
 	t1=$(now_ms)
 	polls=$(ev_poll_times | awk -v a="$t0" -v b="$t1" '$1 >= a && $1 < b' | wc -l)
 	requests=$(ev_requests '[.[] | select(.t_ms >= $a and .t_ms < $b)] | length' --argjson a "$t0" --argjson b "$t1")
-	# --interval 0.1 alone would be 50 polls; the safety net is every second.
+	# --interval 0.1 alone would be 40 polls; the safety net is every second.
 	[ "$polls" -ge 2 ] && [ "$polls" -le $(((t1 - t0) / 1000 + 2)) ] || { echo "$polls polls in $((t1 - t0)) ms"; return 1; }
 	[ "$requests" -le $((2 * (t1 - t0) / 1000 + 4)) ] || { echo "$requests requests in $((t1 - t0)) ms"; return 1; }
 }
@@ -248,7 +263,7 @@ ev_up() {
 	wait_until 10 ev_count ev_poll_times 1
 	local t0=$(now_ms) hb0
 	hb0=$(posts heartbeat | jq length)
-	wait_until 20 ev_heartbeats $((hb0 + 6))
+	wait_until 20 ev_heartbeats $((hb0 + 4))
 	local i
 	for i in 1 2 3 4 5; do
 		queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"t$i\"}" >/dev/null
