@@ -12,9 +12,11 @@
 #include "ack.h"
 #include "coproc.h"
 #include "dispatch.h"
+#include "events.h"
 #include "exec.h"
 #include "fetch.h"
 #include "runlimit.h"
+#include "pace.h"
 #include "save.h"
 #include "session.h"
 #include "uploads.h"
@@ -51,6 +53,8 @@ struct bridge {
 	int64_t started, drain_deadline;
 	struct session session;  /* session.c */
 	struct fetcher fetch;    /* fetch.c */
+	struct pace pace;        /* pace.c */
+	struct events events;    /* events.c */
 	struct dispatch dispatch; /* dispatch.c */
 	struct coprocs co;       /* coproc.c */
 	struct exec_pool exec;   /* exec.c */

@@ -380,6 +380,8 @@ static void read_input(struct bridge *b)
 void dispatch_settled(void *ctx, const char *msg_id, bool ok, const char *why)
 {
 	struct bridge *b = ctx;
+	if (ok)
+		pace_activity(b); /* the conversation goes on: poll at --interval */
 	if (!ok) {
 		char *s = xasprintf("reply to %s not delivered: %s", msg_id, why ? why : "refused");
 		session_outcome(b, true, s);

@@ -8,6 +8,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "outbox.h"
+#include "pace.h"
 #include "platform.h"
 #include "rows.h"
 #include "runlimit.h"
@@ -105,6 +106,16 @@ static long replay_secs(struct bridge *b)
 	return fetch_replay_secs(anchor, now, b->s->since_secs);
 }
 
+/* The answer, then what it means for when to poll next: the new messages it
+ * brought are what on_poll added to the unfinished ones. */
+static void on_answer(void *ctx, const struct http_resp *r)
+{
+	struct bridge *b = ctx;
+	int before = inbox_unfinished(b->ib);
+	on_poll(ctx, r);
+	pace_polled(b, inbox_unfinished(b->ib) - before);
+}
+
 static void start(struct bridge *b, int64_t now)
 {
 	struct fetcher *p = &b->fetch;
@@ -118,11 +129,11 @@ static void start(struct bridge *b, int64_t now)
 					    before[0] ? before : NULL, limit);
 	struct http_opts o = {
 		.method = "GET", .path = path, .max_attempts = 0, .retry = poll_retry,
-		.done = on_poll, .ctx = b,
+		.done = on_answer, .ctx = b,
 	};
 	p->req = http_start(b->h, &o);
 	p->limit = limit;
-	p->next = now + (int64_t)(b->s->interval * 1000);
+	pace_poll_started(b, now);
 	p->failures = 0;
 	free(path);
 }
@@ -260,13 +271,17 @@ static void on_poll(void *ctx, const struct http_resp *r)
 
 void fetch_tick(struct bridge *b, int64_t now)
 {
-	if (now >= b->fetch.next && wanted(b))
+	if (wanted(b) && now >= pace_poll_at(b, now))
 		start(b, now);
 }
 
 int64_t fetch_next_wakeup(struct bridge *b, int64_t now)
 {
-	return wanted(b) ? b->fetch.next - now : -1;
+	if (!wanted(b))
+		return -1;
+	/* Due since this turn began: now, not "never" (a negative wait is none). */
+	int64_t at = pace_poll_at(b, now);
+	return at > now ? at - now : 0;
 }
 
 void fetch_wake(struct bridge *b, int64_t at)

@@ -68,7 +68,7 @@ long fetch_limit_for(bool cold, long room, long row_bytes, long page_cap);
 long fetch_window(struct bridge *b);
 /* Starts a poll when one is due, wanted and has room. */
 void fetch_tick(struct bridge *b, int64_t now);
-/* Milliseconds until the next poll is due, or -1 when none is wanted. */
+/* Milliseconds until the next poll is due (0: now), or -1 when none is wanted. */
 int64_t fetch_next_wakeup(struct bridge *b, int64_t now);
 /* Poll at `at` (now_ms() terms) rather than later. */
 void fetch_wake(struct bridge *b, int64_t at);

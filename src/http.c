@@ -1,4 +1,4 @@
-/* http.c: libcurl multi plumbing: one request type, retries, Retry-After, caps. */
+/* http.c: libcurl multi plumbing: requests and streams, retries, Retry-After, rate-limit headers, caps. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,9 @@
 #define MAX_ANSWER (64u << 20)
 #define EASY_SPARE 8
 #define CONNECT_TIMEOUT_MS 10000L
+#define STREAM_ERROR_MAX (64u << 10)     /* of a refused stream's answer, kept to say why */
+#define STREAM_KEEPIDLE_S 30L            /* a silent stream's connection is probed after this, */
+#define STREAM_KEEPINTVL_S 15L           /* then this often, until the kernel gives up on it */
 
 struct http_req {
 	struct http_req *next, *prev;
@@ -33,10 +36,13 @@ struct http_req {
 	http_failed_fn failed;
 	http_sink_fn sink;
 	http_done_fn done;
+	http_data_fn stream;
 	void *ctx;
 	struct buf answer;
 	bool too_large;
 	long retry_after_s;       /* from the last answer, -1 when absent */
+	struct http_rate rate;    /* the rate-limit headers of the answer being read */
+	bool rate_seen;
 	char errbuf[CURL_ERROR_SIZE];
 	char redirect[256];       /* "redirect to URL (not followed)" for a 3xx answer */
 };
@@ -53,6 +59,8 @@ struct http {
 	unsigned long completed;  /* done callbacks made so far */
 	CURL *spare[EASY_SPARE];  /* finished handles, reset and used again */
 	int nspare;
+	http_rate_fn rate_fn;
+	void *rate_ctx;
 };
 
 static void req_unlink(struct http *h, struct http_req *r)
@@ -132,6 +140,12 @@ void http_set_answer_hook(struct http *h, http_answer_hook_fn fn, void *ctx)
 	h->hook_ctx = ctx;
 }
 
+void http_on_rate(struct http *h, http_rate_fn fn, void *ctx)
+{
+	h->rate_fn = fn;
+	h->rate_ctx = ctx;
+}
+
 CURLM *http_multi(struct http *h) { return h->multi; }
 unsigned long http_completed(struct http *h) { return h->completed; }
 
@@ -173,25 +187,87 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
 	return len;
 }
 
+/* A stream's body goes to its callback once the answer is a 2xx; the body of
+ * any other answer is kept (bounded) to say why it was refused. */
+static size_t on_stream_body(char *data, size_t size, size_t n, void *userp)
+{
+	struct http_req *r = userp;
+	size_t len = size * n;
+	long status = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status < 300) {
+		r->stream(r->ctx, data, len);
+		return len;
+	}
+	if (r->answer.len + len < STREAM_ERROR_MAX)
+		buf_append(&r->answer, data, len);
+	return len;
+}
+
+/* The value of header `name:` (lower case, with its colon) in the line data, or NULL. */
+static const char *header_value(const char *data, size_t len, const char *name, size_t name_len,
+				const char **end)
+{
+	if (len <= name_len || strncasecmp(data, name, name_len) != 0)
+		return NULL;
+	const char *p = data + name_len, *e = data + len;
+	while (p < e && (*p == ' ' || *p == '\t'))
+		p++;
+	while (e > p && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	*end = e;
+	return p;
+}
+
+/* Delta-seconds and counts: digits only, capped at max; -1 when it is not one. */
+static long header_number(const char *p, const char *end, long max)
+{
+	long v = 0;
+	if (p == end)
+		return -1;
+	for (; p < end; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		if (v < max)
+			v = v * 10 + (*p - '0');
+	}
+	return v > max ? max : v;
+}
+
+#define HEADER(lit) lit, sizeof lit - 1
+
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
 	struct http_req *r = userp;
 	size_t len = size * n;
-	static const char name[] = "retry-after:";
-	if (len > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
-		const char *p = data + sizeof name - 1;
-		while (p < data + len && (*p == ' ' || *p == '\t'))
-			p++;
-		long v = 0;
-		bool digits = false;
-		while (p < data + len && isdigit((unsigned char)*p) && v < 86400) {
-			v = v * 10 + (*p++ - '0');
-			digits = true;
-		}
+	const char *v, *end;
+	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+		/* A new answer (after a 100 Continue, say): its own headers. */
+		r->rate = (struct http_rate){ .limit = -1, .remaining = -1, .reset_s = -1 };
+		r->rate_seen = false;
+	} else if ((v = header_value(data, len, HEADER("retry-after:"), &end))) {
 		/* Only delta-seconds: an HTTP-date falls back to our own backoff. A
 		 * window in its last second says 0: wait that second, not less. */
-		if (digits)
-			r->retry_after_s = v > 3600 ? 3600 : v < 1 ? 1 : v;
+		long s = header_number(v, end, 86400);
+		if (s >= 0)
+			r->retry_after_s = s > 3600 ? 3600 : s < 1 ? 1 : s;
+	} else if ((v = header_value(data, len, HEADER("x-ratelimit-limit:"), &end))) {
+		r->rate_seen = true;
+		r->rate.unlimited = (size_t)(end - v) == 9 && strncasecmp(v, "unlimited", 9) == 0;
+		r->rate.limit = header_number(v, end, 1000000000L);
+	} else if ((v = header_value(data, len, HEADER("x-ratelimit-remaining:"), &end))) {
+		r->rate_seen = true;
+		r->rate.remaining = header_number(v, end, 1000000000L);
+	} else if ((v = header_value(data, len, HEADER("x-ratelimit-reset:"), &end))) {
+		r->rate_seen = true;
+		r->rate.reset_s = header_number(v, end, 86400);
+	} else if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
+		/* The end of the headers: a stream's come long before its end. */
+		if (r->rate_seen && r->h->rate_fn) {
+			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->rate.status);
+			r->h->rate_fn(r->h->rate_ctx, &r->rate);
+		}
+		r->rate_seen = false;
 	}
 	return len;
 }
@@ -233,7 +309,7 @@ static void req_launch(struct http *h, struct http_req *r)
 			hd = curl_slist_append(hd, h->auth_header);
 		if (r->body)
 			hd = curl_slist_append(hd, "Content-Type: application/json");
-		hd = curl_slist_append(hd, "Accept: application/json");
+		hd = curl_slist_append(hd, r->stream ? "Accept: text/event-stream" : "Accept: application/json");
 		/* No "Expect: 100-continue" round trip before larger bodies. */
 		hd = curl_slist_append(hd, "Expect:");
 		if (r->as_workspace) {
@@ -252,20 +328,27 @@ static void req_launch(struct http *h, struct http_req *r)
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, r->stream ? on_stream_body : on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-	/* A sink takes large bodies: their time and size are its own to bound. */
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->sink ? 0L : r->timeout_ms);
-	/* An answer that announces the cap or more is refused before its body is read. */
-	if (!r->sink)
-		curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_ANSWER - 1);
-	/* A server that dribbles its answer is cut off instead of holding a slot. */
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 16L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 15L);
+	if (r->stream) {
+		/* Silence is normal on a stream: no deadline, no speed limit. A peer
+		 * that went away is found by keepalive probes instead. */
+		curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, STREAM_KEEPIDLE_S);
+		curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, STREAM_KEEPINTVL_S);
+	} else {
+		/* A sink takes large bodies: their time and size are its own to bound. */
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->sink ? 0L : r->timeout_ms);
+		/* An answer that announces the cap or more is refused before its body is read. */
+		if (!r->sink)
+			curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_ANSWER - 1);
+		/* A server that dribbles its answer is cut off instead of holding a slot. */
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 16L);
+		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 15L);
+	}
 	/* Never follow a redirect: the token must not travel to another host. */
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -306,6 +389,7 @@ struct http_req *http_start(struct http *h, const struct http_opts *o)
 	r->failed = o->failed;
 	r->sink = o->sink;
 	r->done = o->done;
+	r->stream = o->stream;
 	r->ctx = o->ctx;
 	r->start_at = 0; /* as soon as the pause (if any) allows */
 	r->next = h->reqs;

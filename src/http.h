@@ -1,4 +1,4 @@
-/* http.h: libcurl multi plumbing: one request type, retries, Retry-After, bounded answers. */
+/* http.h: libcurl multi plumbing: requests and streams, retries, Retry-After, rate-limit headers, bounded answers. */
 /* Retries back off with jitter; a 429 pauses every request of the client. */
 #ifndef MC_HTTP_H
 #define MC_HTTP_H
@@ -21,6 +21,9 @@ struct http_resp {
 };
 
 typedef void (*http_done_fn)(void *ctx, const struct http_resp *r);
+/* A streaming request's answer, as it comes: the bytes of a 2xx body. It must
+ * not cancel its own request (libcurl is inside a callback): flag it instead. */
+typedef void (*http_data_fn)(void *ctx, const char *data, size_t len);
 /* An attempt failed and another is scheduled (the request must not be
  * cancelled from here). */
 typedef void (*http_failed_fn)(void *ctx, const struct http_resp *r);
@@ -45,8 +48,22 @@ struct http_opts {
 	                           * cut still applies), and only other answers are buffered */
 	http_done_fn done;
 	void *ctx;
+	/* Non-NULL: a streaming request. A 2xx body goes to stream() instead of
+	 * being kept, and the transfer may last for ever: no overall timeout and no
+	 * speed limit (silence is normal on an event stream); TCP keepalive probes
+	 * find a peer that went away. done() comes when it ends. */
+	http_data_fn stream;
 };
 
+/* What the platform said of its rate limit in the headers of one answer. */
+struct http_rate {
+	long status;              /* of that answer */
+	bool unlimited;           /* X-RateLimit-Limit: unlimited (no other rate header then) */
+	long limit;               /* X-RateLimit-Limit, -1 when absent or not a number */
+	long remaining;           /* X-RateLimit-Remaining, -1 when absent */
+	long reset_s;             /* X-RateLimit-Reset: whole seconds to the window's end, -1 when absent */
+};
+typedef void (*http_rate_fn)(void *ctx, const struct http_rate *rate);
 #define HTTP_TIMEOUT_MS 60000L
 
 struct http *http_new(const char *api_url, const char *workspace_id, const char *org_id);
@@ -54,6 +71,8 @@ void http_free(struct http *h);
 /* The bearer token used from now on (copied; NULL removes the header), also by
  * the next attempt of a request already started. */
 void http_set_token(struct http *h, const char *token);
+/* fn gets the rate-limit headers of every answer that has any, once its headers are in. */
+void http_on_rate(struct http *h, http_rate_fn fn, void *ctx);
 
 /* Sees every answer, of every request, before its retry rule does. Returning
  * true parks the request: it is neither retried nor finished (its done is never

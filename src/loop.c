@@ -50,6 +50,7 @@ void bridge_drain(struct bridge *b, const char *why, bool posts_only)
 	log_debug("stopping: %s", why);
 	b->phase = PH_DRAIN;
 	fetch_cancel(b);
+	events_stop(b);
 	b->drain_deadline = now_ms() + (int64_t)(b->s->drain_timeout * 1000);
 }
 
@@ -159,6 +160,8 @@ static void setup(struct bridge *b, struct settings *s)
 	}
 	b->started = now_ms();
 	srand((unsigned)(time(NULL) ^ getpid()));
+	pace_init(b);
+	events_init(b);
 	if (b->mode == MODE_COPROC)
 		coproc_setup(b);
 }
@@ -172,6 +175,7 @@ static void teardown(struct bridge *b)
 		save_now(b);
 	uploads_stop(b);
 	outbox_free(b->ob);
+	events_free(b);
 	http_free(b->h);
 	inbox_free(b->ib);
 	dispatch_free(b);
@@ -194,6 +198,7 @@ static void run_timers(struct bridge *b, int64_t now)
 	runlimit_tick(b, now);
 	if (b->phase == PH_RUN) {
 		session_tick(b, now);
+		events_tick(b, now);
 		fetch_tick(b, now);
 		uploads_tick(b, now);
 		dispatch_hand_out(b, now);
@@ -216,9 +221,11 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 	int64_t now = now_ms();
 	int64_t wait = IDLE_WAIT_MS;
 	if (b->phase == PH_RUN) {
-		wait = wait_min(wait, session_next_wakeup(b, now));
+		/* An overdue heartbeat is due now (wait_min takes a negative wait for none). */
+		wait = wait_min(wait, session_next_wakeup(b, now) > 0 ? session_next_wakeup(b, now) : 0);
 		wait = wait_min(wait, fetch_next_wakeup(b, now));
 		wait = wait_min(wait, uploads_next_wakeup(b, now));
+		wait = wait_min(wait, events_next_wakeup(b, now));
 		if (dispatch_ready(b))
 			wait = wait_min(wait, route_next_due(b, now));
 	} else if (b->phase == PH_DRAIN) {

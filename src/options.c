@@ -42,6 +42,12 @@ const struct option_spec options_specs[] = {
 	{ .long_name = "interval", .arg = "SECS", .dflt = "1", .kind = K_SECONDS,
 	  .offset = FIELD(interval), .min = 0.05, .max = 3600,
 	  .help = "seconds between polls (0.05..3600)" },
+	{ .long_name = "idle-interval", .arg = "SECS", .dflt = "5", .kind = K_SECONDS,
+	  .offset = FIELD(idle_interval), .min = 0.05, .max = 3600,
+	  .help = "seconds between polls after twelve of them brought nothing, "
+		  "while no event stream wakes the bridge (0.05..3600)" },
+	{ .long_name = "events", .arg = "MODE", .dflt = "auto", .kind = K_EVENTS,
+	  .help = "the platform's event stream as a wake-up: auto (where the platform has it), on or off" },
 	{ .long_name = "heartbeat", .arg = "SECS", .dflt = "30", .kind = K_SECONDS,
 	  .offset = FIELD(heartbeat), .min = 1, .max = 3600,
 	  .help = "seconds between heartbeats (1..3600)" },
@@ -219,6 +225,16 @@ enum parse_result options_apply(struct parse *p, const struct option_spec *spec,
 		if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0)
 			return options_value_error(src, "%s: '%s' is not a log format: use text or json", what, value);
 		s->log_json = strcmp(value, "json") == 0;
+		break;
+	case K_EVENTS:
+		if (strcmp(value, "auto") == 0)
+			s->events = EVENTS_AUTO;
+		else if (strcmp(value, "on") == 0)
+			s->events = EVENTS_ON;
+		else if (strcmp(value, "off") == 0)
+			s->events = EVENTS_OFF;
+		else
+			return options_value_error(src, "%s: '%s' is not an events mode: use auto, on or off", what, value);
 		break;
 	case K_EXEC:
 		if (!*value)
@@ -439,6 +455,8 @@ void options_print(const struct settings *s)
 	printf("state_file: %s\n", path);
 	free(path);
 	printf("interval: %g\n", s->interval);
+	printf("idle_interval: %g\n", s->idle_interval);
+	printf("events: %s\n", s->events == EVENTS_ON ? "on" : s->events == EVENTS_OFF ? "off" : "auto");
 	printf("heartbeat: %g\n", s->heartbeat);
 	printf("since_secs: %ld\n", s->since_secs);
 	printf("max_file_size: %ld\n", s->max_file_size);

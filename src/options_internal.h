@@ -22,6 +22,7 @@ enum arg_kind {
 	K_TOKEN_FILE,
 	K_AGENT_CARD,
 	K_LOG_FORMAT,
+	K_EVENTS,
 	K_EXEC,
 	K_EXEC_INPUT,
 	K_VERBOSE,

@@ -17,6 +17,8 @@ struct settings {
 	char *org_id;             /* NULL when unset */
 	char *state_dir;
 	double interval;          /* seconds between polls */
+	double idle_interval;     /* seconds between polls once quiet, without the event stream */
+	enum events_mode { EVENTS_AUTO, EVENTS_ON, EVENTS_OFF } events; /* the event stream as a wake-up */
 	double heartbeat;         /* seconds between heartbeats */
 	long since_secs;          /* backlog replayed on a first start */
 	long max_file_size;       /* bytes: a canvas upload larger than this is not fetched */

@@ -106,7 +106,7 @@ hostile_snapshot() {
 
 # hostile_unexpected_requests: the requests the bridge made that are none of the
 # platform's own (register, heartbeat, a2a to the peer, activity of WS_ID after a cursor
-# the platform handed out or a time window, its acknowledgement), one "METHOD PATH" a line.
+# the platform handed out or a time window, its acknowledgement, WS_ID's event stream), one "METHOD PATH" a line.
 hostile_unexpected_requests() {
 	local ids
 	ids=$(activity "$WS_ID" | jq -c '[.[].id]') || return 1
@@ -117,6 +117,7 @@ hostile_unexpected_requests() {
 			or (.method == "GET"
 				and (.path | test("^/workspaces/'"$WS_ID"'/activity[?]type=a2a_receive&include=peer_info&limit=[0-9]+&(since_secs=[0-9]+(&before_ts=[0-9T:.Z-]+)?|since_id=[0-9a-f-]{36})$"))
 				and ($c == null or ($ids | index($c)) != null))
+			or (.method == "GET" and .path == "/workspaces/'"$WS_ID"'/events/stream")
 		) | not) | "\(.method) \(.path)"' 2>&1
 }
 

@@ -20,7 +20,7 @@
 static const char usage_text[] =
 	"usage: mcbench ceiling --url U --ws ID --token T --peer ID --count N [--page K] [--text-size S]\n"
 	"       mcbench queue   --url U --ws ID --peers ID,ID.. --count N [--text-size S] [--chunk C]\n"
-	"       mcbench trickle --url U --ws ID --peer ID --count N [--min-gap-ms A] [--max-gap-ms B]\n"
+	"       mcbench trickle --url U --ws ID[,ID..] --peer ID --count N [--min-gap-ms A] [--max-gap-ms B]\n"
 	"       mcbench wait    --url U --peers ID,ID.. --target N --pid P [--fake-pid F] [--timeout S]\n"
 	"       mcbench echo            (handler: {id,text} -> {id,text:\"echo: \"+text})\n"
 	"       mcbench stamp LOGFILE   (the same, logging arrival and reply times)\n"
@@ -107,6 +107,23 @@ static char *make_text(long size)
 	memset(t, 'x', (size_t)size);
 	t[size] = '\0';
 	return t;
+}
+
+/* Writes a random (version 4) UUID over the 36 bytes at out (no NUL). */
+static void new_uuid(char *out)
+{
+	unsigned char r[16];
+	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+		die("getrandom failed");
+	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0, o = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[r[i] >> 4];
+		out[o++] = hex[r[i] & 15];
+	}
 }
 
 /* ---------- HTTP: one keep-alive easy handle ---------- */
@@ -290,13 +307,13 @@ static int split(char *s, char **out, int max)
 
 /*
  * Row ids of an activity page, in order. The fake platform writes every row as
- * {"id":"<uuid>","workspace_id":...; that byte sequence cannot occur inside a JSON
- * string (its quotes would be escaped), so a scan finds exactly the rows without
- * the cost of parsing pages of large messages on the client.
+ * {"id":"<uuid>","seq":N,...; that byte sequence cannot occur inside a JSON string
+ * (its quotes would be escaped), so a scan finds exactly the rows without the cost
+ * of parsing pages of large messages on the client.
  */
 static int page_ids(const char *s, char last[37])
 {
-	static const char pre[] = "{\"id\":\"", post[] = "\",\"workspace_id\":\"";
+	static const char pre[] = "{\"id\":\"", post[] = "\",\"seq\":";
 	int n = 0;
 	for (const char *p = strstr(s, pre); p; p = strstr(p + 1, pre)) {
 		const char *id = p + sizeof pre - 1;
@@ -336,6 +353,11 @@ static int cmd_ceiling(struct opts *o)
 	env = jv_object_set(env, jv_string("params"), jv_object_set(jv_object(), jv_string("message"), msg));
 	char *body = dump(env);
 	size_t body_len = strlen(body);
+	/* The platform drops a second message with the same messageId: each post
+	 * gets its own, written over the first one's place in the body. */
+	char *msg_id = strstr(body, "8b0c1c1e-5d4f-4c55-9a57-1f0b1f1d2a01");
+	if (!msg_id)
+		die("the reply body has no messageId");
 	char *post_path = malloc(strlen(o->peer) + 32);
 	sprintf(post_path, "/workspaces/%s/a2a", o->peer);
 	char get_path[256];
@@ -356,6 +378,7 @@ static int cmd_ceiling(struct opts *o)
 		free(cursor);
 		cursor = strdup(last);
 		for (int i = 0; i < n; i++) {
+			new_uuid(msg_id);
 			if (client_do(&c, true, "POST", post_path, body, body_len) != 200)
 				failed++;
 			posts++;
@@ -399,25 +422,36 @@ static int cmd_queue(struct opts *o)
 
 /* ---------- trickle: messages one at a time, at random gaps ---------- */
 
+/* --ws may name several workspaces (comma-separated): each message goes to one of
+ * them at random. The gaps are kept from one message's start to the next, so that
+ * the time a queueing request takes does not slow the rate down. */
 static int cmd_trickle(struct opts *o)
 {
 	if (!o->ws || !o->peer || o->count <= 0 || o->max_gap < o->min_gap)
 		die("trickle needs --ws, --peer, --count and min gap <= max gap");
+	char *list = strdup(o->ws);
+	char *targets[4096];
+	int nt = split(list, targets, 4096);
 	struct client c;
 	client_init(&c, o->url, NULL, NULL);
 	unsigned seed;
 	if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
 		seed = (unsigned)time(NULL);
 	srand(seed);
+	double next = mono_s();
 	for (long i = 1; i <= o->count; i++) {
 		char text[64];
 		snprintf(text, sizeof text, "lat-%ld", i);
-		free(queue(&c, o->ws, o->peer, 1, text));
+		free(queue(&c, targets[nt > 1 ? rand() % nt : 0], o->peer, 1, text));
 		long gap = o->min_gap + (long)((double)rand() / ((double)RAND_MAX + 1) *
 					       (double)(o->max_gap - o->min_gap + 1));
-		sleep_ms(gap);
+		next += (double)gap / 1000;
+		double wait = next - mono_s();
+		if (wait > 0)
+			sleep_ms((long)(wait * 1000));
 	}
 	client_free(&c);
+	free(list);
 	return 0;
 }
 

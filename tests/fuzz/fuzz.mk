@@ -10,18 +10,18 @@
 
 FUZZ_SECONDS = 60
 FUZZ_SMOKE_SECONDS = 10
-FUZZ_NAMES = reply rows state
-FUZZ_PROGS = tests/fuzz/fuzz_reply tests/fuzz/fuzz_rows tests/fuzz/fuzz_state
+FUZZ_NAMES = reply rows state sse
+FUZZ_PROGS = tests/fuzz/fuzz_reply tests/fuzz/fuzz_rows tests/fuzz/fuzz_state tests/fuzz/fuzz_sse
 FUZZ_LIB = tests/fuzz/libmc-fuzz.a
 FUZZ_LIB_FILES = \
 	$(top_srcdir)/src/util.c $(top_srcdir)/src/json.c $(top_srcdir)/src/log.c $(top_srcdir)/src/state.c \
 	$(top_srcdir)/src/parts.c $(top_srcdir)/src/linebuf.c $(top_srcdir)/src/reply.c $(top_srcdir)/src/timestamp.c $(top_srcdir)/src/rows.c $(top_srcdir)/src/outchan.c $(top_srcdir)/src/jqprog.c \
-	$(top_srcdir)/src/platform.c $(top_srcdir)/src/inbox.c $(top_srcdir)/src/inbox_state.c $(top_srcdir)/src/http.c
+	$(top_srcdir)/src/platform.c $(top_srcdir)/src/inbox.c $(top_srcdir)/src/inbox_state.c $(top_srcdir)/src/http.c $(top_srcdir)/src/sse.c
 FUZZ_SRC_INCLUDES = \
 	$(top_srcdir)/src/util.h $(top_srcdir)/src/json.h $(top_srcdir)/src/log.h $(top_srcdir)/src/state.h \
 	$(top_srcdir)/src/parts.h $(top_srcdir)/src/linebuf.h $(top_srcdir)/src/reply.h $(top_srcdir)/src/timestamp.h $(top_srcdir)/src/rows.h $(top_srcdir)/src/outchan.h $(top_srcdir)/src/jqprog.h \
 	$(top_srcdir)/src/platform.h $(top_srcdir)/src/inbox.h $(top_srcdir)/src/inbox_internal.h $(top_srcdir)/src/http.h \
-	$(top_srcdir)/src/settings.h
+	$(top_srcdir)/src/sse.h $(top_srcdir)/src/settings.h
 FUZZ_CPP_FLAGS = -include $(top_builddir)/config.h -I$(top_builddir) -I$(top_srcdir)/src \
 	$(CURL_CFLAGS) $(JQ_CFLAGS)
 FUZZ_CC_FLAGS = -std=c11 -g -O1 -Wall -Wextra -Wno-unused-parameter \
@@ -30,7 +30,8 @@ FUZZ_LINK_LIBS = $(CURL_LIBS) $(JQ_LIBS)
 FUZZ_RUN = $(SHELL) $(top_srcdir)/tests/fuzz/fuzz-run.sh
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/fuzz-run.sh tests/fuzz/json.dict \
-	tests/fuzz/fuzz_reply.c tests/fuzz/fuzz_rows.c tests/fuzz/fuzz_state.c tests/fuzz/fuzz_jq.h \
+	tests/fuzz/fuzz_reply.c tests/fuzz/fuzz_rows.c tests/fuzz/fuzz_state.c tests/fuzz/fuzz_sse.c \
+	tests/fuzz/fuzz_jq.h \
 	tests/fuzz/corpus tests/fuzz/regressions
 
 fuzz-check-clang:
@@ -60,6 +61,10 @@ tests/fuzz/fuzz_rows: $(top_srcdir)/tests/fuzz/fuzz_rows.c $(FUZZ_LIB) $(top_src
 tests/fuzz/fuzz_state: $(top_srcdir)/tests/fuzz/fuzz_state.c $(FUZZ_LIB) $(top_srcdir)/tests/fuzz/fuzz_jq.h
 	$(AM_V_CCLD)$(CLANG) $(FUZZ_CPP_FLAGS) $(FUZZ_CC_FLAGS) -fsanitize=fuzzer \
 	  -o $@ $(top_srcdir)/tests/fuzz/fuzz_state.c $(FUZZ_LIB) $(FUZZ_LINK_LIBS)
+
+tests/fuzz/fuzz_sse: $(top_srcdir)/tests/fuzz/fuzz_sse.c $(FUZZ_LIB) $(top_srcdir)/tests/fuzz/fuzz_jq.h
+	$(AM_V_CCLD)$(CLANG) $(FUZZ_CPP_FLAGS) $(FUZZ_CC_FLAGS) -fsanitize=fuzzer \
+	  -o $@ $(top_srcdir)/tests/fuzz/fuzz_sse.c $(FUZZ_LIB) $(FUZZ_LINK_LIBS)
 
 fuzz-build: $(FUZZ_PROGS)
 
