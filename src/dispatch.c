@@ -104,9 +104,14 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 	route_begin(&r, now);
 	while (b->phase == PH_RUN && dispatch_ready(b) && (m = route_next(b, &r))) {
 		if (!runlimit_may_hand_out(b, m)) {
-			/* --max-messages: no new message, but one handed out before goes again. */
-			route_skip(b, &r, m);
-			continue;
+			/* --max-messages: no new message, but one handed out before goes
+			 * again. Without conversations that is the first such one. */
+			if (b->s->per_by != PER_NONE) {
+				route_skip(b, &r, m);
+				continue;
+			}
+			if (!(m = inbox_next_requeued(b->ib, now)))
+				break;
 		}
 		jv outs;
 		if (d->filter) {

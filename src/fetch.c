@@ -217,7 +217,7 @@ static void on_poll(void *ctx, const struct http_resp *r)
 				  r->status == 404 ? "check --api-url and, on a multi-tenant platform, --org-id"
 						   : "check MOLECULE_WORKSPACE_TOKEN or --token-file");
 			free(why);
-			bridge_stop(b, MC_EXIT_ERROR, "activity refused");
+			bridge_stop(b, MC_EXIT_USAGE, "activity refused");
 			return;
 		}
 		p->failures++;

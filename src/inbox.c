@@ -352,13 +352,16 @@ struct message *inbox_oldest_open(struct inbox *ib)
 	return NULL;
 }
 
-struct message *inbox_next_queued(struct inbox *ib, int64_t now)
+static struct message *next_queued(struct inbox *ib, int64_t now, bool again_only)
 {
 	for (struct message *m = ib->head; m; m = m->next)
-		if (m->state == MSG_QUEUED && !m->upload_wait && m->not_before <= now)
+		if (m->state == MSG_QUEUED && !m->upload_wait && m->not_before <= now && (!again_only || m->handouts > 0))
 			return m;
 	return NULL;
 }
+
+struct message *inbox_next_queued(struct inbox *ib, int64_t now) { return next_queued(ib, now, false); }
+struct message *inbox_next_requeued(struct inbox *ib, int64_t now) { return next_queued(ib, now, true); }
 
 
 int64_t inbox_next_due(struct inbox *ib, int64_t now)

@@ -78,6 +78,8 @@ struct message *inbox_oldest_open(struct inbox *ib);
 /* The next message to hand out (QUEUED, due and not waiting for a file), or
  * NULL. */
 struct message *inbox_next_queued(struct inbox *ib, int64_t now);
+/* The same among messages handed out before in this run only. */
+struct message *inbox_next_requeued(struct inbox *ib, int64_t now);
 /* Earliest not_before of such a message after now, or -1. */
 int64_t inbox_next_due(struct inbox *ib, int64_t now);
 

@@ -449,11 +449,11 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	bridge_absent "$token" "$T/run.err" "$T/run.out"
 }
 
-@test "a refused token at start: exit 1, one error line naming 401 and the token, no secret" {
+@test "a refused token at start: exit 2 (a configuration error), one error line naming 401 and the token, no secret" {
 	local secret=wrongTokenValue-Zq81xPLmN0vB7cY3kR5tW9eH2jD4fG6aS8uI1oE line
 	export MOLECULE_WORKSPACE_TOKEN=$secret
 	bridge_run
-	assert_eq "$RUN_STATUS" 1 "exit status"
+	assert_eq "$RUN_STATUS" 2 "exit status"
 	assert_eq "$(grep -c 'molecule-connect: error:' "$T/run.err")" 1 "error lines"
 	line=$(grep 'molecule-connect: error:' "$T/run.err")
 	[[ "$line" == *401* ]] || { echo "no 401 in: $line"; return 1; }
