@@ -217,7 +217,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char *path, *body;
 			if (m->source_id) {
 				path = xasprintf("/workspaces/%s/a2a", m->source_id);
-				body = platform_a2a_body(parts, m->context_id, m->task_id);
+				body = platform_a2a_body(parts, m->context_id, NULL, "6a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d");
 			} else {
 				path = xasprintf("/workspaces/%s/notify", own_id);
 				body = platform_notify_body(parts);
