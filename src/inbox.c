@@ -117,6 +117,10 @@ static void advance(struct inbox *ib)
 			ib->have_floor = true;
 			ib->have_replay_from = false;
 		}
+		/* Rows that were never messages (echoes, bad rows, own traffic) are
+		 * remembered too: a replay after a 410 must not take them for new. */
+		if (!inbox_set_has(ib->recent, m->id))
+			recent_add(ib, m->id);
 		list_remove(ib, m);
 		inbox_message_free(m);
 		ib->dirty = true;
