@@ -7,8 +7,10 @@
 # SRCDIR is tests/fuzz in the source tree (read only), WORKDIR tests/fuzz in the
 # build tree: it holds the binaries fuzz_NAME, and WORKDIR/work/NAME/ gets the
 # growing corpus, the log and any crash-* / leak-* / timeout-* / oom-* input.
-# Exit status: 0 when no target reported anything, 1 otherwise.
+# FUZZ_RUNS (environment), when above 0, also stops each target after that many
+# executions. Exit status: 0 when no target reported anything, 1 otherwise.
 set -u
+runs=${FUZZ_RUNS:-0}
 
 mode=$1 srcdir=$2 workdir=$3 seconds=$4
 shift 4
@@ -46,11 +48,17 @@ run_target() {
 		for d in "$srcdir/corpus/$1" "$srcdir/regressions/$1"; do
 			[ -d "$d" ] && cp -f "$d"/* "$run/corpus/" 2>/dev/null
 		done
-		echo "fuzz_$1: fuzzing for ${seconds} s (log: $log)"
+		limit=""
+		if [ "$runs" -gt 0 ] 2>/dev/null; then
+			limit="-runs=$runs"
+			echo "fuzz_$1: fuzzing for ${seconds} s or $runs executions (log: $log)"
+		else
+			echo "fuzz_$1: fuzzing for ${seconds} s (log: $log)"
+		fi
 		# -close_fd_mask=2: the library's own error lines (bad rows are
 		# logged) would flood the log; sanitizer reports still show.
 		# shellcheck disable=SC2086
-		$bound "$bin" $common -max_total_time="$seconds" -print_final_stats=1 \
+		$bound "$bin" $common -max_total_time="$seconds" $limit -print_final_stats=1 \
 			-close_fd_mask=2 -artifact_prefix="$run/" "$run/corpus" >"$log" 2>&1
 		rc=$?
 		;;
