@@ -51,6 +51,7 @@ struct post_ctx {
 	struct outbox *ob;
 	struct message *m;
 	struct http_req *req;
+	char *key;                /* its destination (a copy: NULL for the canvas) */
 	int64_t started;          /* now_ms() when it was started */
 	bool retried;             /* an attempt failed */
 	int behind;               /* what may go to its destination, counted by the last pass (0: not counted) */
@@ -111,6 +112,7 @@ void outbox_free(struct outbox *ob)
 		struct post_ctx *pc = ob->posts;
 		post_unlink(ob, pc);
 		http_cancel(ob->h, pc->req);
+		free(pc->key);
 		free(pc);
 	}
 	for (size_t i = 0; i < ob->nstalls; i++)
@@ -273,6 +275,7 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	struct outbox *ob = pc->ob;
 	struct message *m = pc->m;
 	post_unlink(ob, pc);
+	free(pc->key);
 	free(pc);
 	ob->changed = true;
 	enum post_verdict v = platform_post_verdict(r);
@@ -299,6 +302,7 @@ static void on_posted(void *ctx, const struct http_resp *r)
 static void start_post(struct outbox *ob, struct message *m)
 {
 	struct post_ctx *pc = xcalloc(1, sizeof *pc);
+	pc->key = m->source_id ? xstrdup(m->source_id) : NULL;
 	pc->ob = ob;
 	pc->m = m;
 	pc->next = ob->posts;
@@ -397,9 +401,9 @@ static void count_prompt(struct outbox *ob)
 		pc->behind = 0;
 		bool seen = false;
 		for (struct post_ctx *q = ob->posts; q != pc && !seen; q = q->next)
-			seen = same_key(q->m->source_id, pc->m->source_id);
+			seen = same_key(q->key, pc->key);
 		if (!seen && prompt(pc, now)) {
-			pc->behind = dest_of(ob, pc->m->source_id)->postable;
+			pc->behind = dest_of(ob, pc->key)->postable;
 			ob->prompt += pc->behind;
 		}
 	}
