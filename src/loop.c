@@ -264,9 +264,8 @@ unsigned pollset_add(struct pollset *ps, int fd, short events)
 }
 
 /* Waits up to timeout_ms (0: not at all) and sets each revents to what
- * poll(2) says: curl_multi_poll reports readable and writable but not a
- * hang-up, which is how a pipe's end shows. (CURL_WAIT_POLLIN, _POLLPRI and
- * _POLLOUT have poll's values.) */
+ * poll(2) says, a hang-up included (how a pipe's end shows). (CURL_WAIT_POLLIN,
+ * _POLLPRI and _POLLOUT have poll's values.) */
 static int pollset_poll(struct pollset *ps, int64_t timeout_ms)
 {
 	struct pollfd *pfd = xcalloc(ps->n ? ps->n : 1, sizeof *pfd);
