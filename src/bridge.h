@@ -9,14 +9,17 @@
 
 #include "exitcode.h"
 #include "settings.h"
+#include "ack.h"
 #include "coproc.h"
 #include "dispatch.h"
 #include "events.h"
 #include "exec.h"
 #include "fetch.h"
+#include "runlimit.h"
 #include "pace.h"
 #include "save.h"
 #include "session.h"
+#include "uploads.h"
 
 /* Which backend answers the messages. */
 enum bridge_mode {
@@ -56,6 +59,9 @@ struct bridge {
 	struct coprocs co;       /* coproc.c */
 	struct exec_pool exec;   /* exec.c */
 	struct saver save;       /* save.c */
+	struct acker ack;        /* ack.c */
+	struct uploads up;       /* uploads.c */
+	struct runlimit runlimit; /* runlimit.c */
 };
 
 /* Ends the run with status (enum exit_code, or a handler's own). The first

@@ -402,7 +402,8 @@ static void err_line_add(struct child *p, const char *data, size_t n, const char
 void child_read_stderr(struct child *p, const char *handler, const char *conversation)
 {
 	char chunk[16384];
-	while (p->err_fd >= 0) {
+	/* A handler that never stops writing does not keep the loop here. */
+	for (int rounds = 0; p->err_fd >= 0 && rounds < 64; rounds++) {
 		ssize_t n = read(p->err_fd, chunk, sizeof chunk);
 		if (n < 0 && errno == EINTR)
 			continue;

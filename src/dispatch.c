@@ -20,6 +20,7 @@
 #include "platform.h"
 #include "reply.h"
 #include "route.h"
+#include "runlimit.h"
 #include "util.h"
 
 /* ---- set-up ----------------------------------------------------------- */
@@ -102,8 +103,16 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 	struct route r;
 	route_begin(&r, now);
 	while (b->phase == PH_RUN && dispatch_ready(b) && (m = route_next(b, &r))) {
-		if (b->s->max_messages && d->handed_out >= b->s->max_messages)
-			break;
+		if (!runlimit_may_hand_out(b, m)) {
+			/* --max-messages: no new message, but one handed out before goes
+			 * again. Without conversations that is the first such one. */
+			if (b->s->per_by != PER_NONE) {
+				route_skip(b, &r, m);
+				continue;
+			}
+			if (!(m = inbox_next_requeued(b->ib, now)))
+				break;
+		}
 		jv outs;
 		if (d->filter) {
 			bool cut;

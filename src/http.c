@@ -35,6 +35,7 @@ struct http_req {
 	long timeout_ms;
 	http_retry_fn retry;
 	http_failed_fn failed;
+	http_sink_fn sink;
 	http_done_fn done;
 	http_data_fn stream;
 	void *ctx;
@@ -216,6 +217,12 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
 {
 	struct http_req *r = userp;
 	size_t len = size * n;
+	if (r->sink) {
+		long status = 0;
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+		if (status >= 200 && status < 300)
+			return r->sink(r->ctx, data, len) ? len : 0;
+	}
 	/* The answer and the NUL kept after it fit in the cap, so the buffer never
 	 * doubles past it. */
 	if (r->answer.len + len >= MAX_ANSWER) {
@@ -379,9 +386,11 @@ static void req_launch(struct http *h, struct http_req *r)
 		curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, STREAM_KEEPIDLE_S);
 		curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, STREAM_KEEPINTVL_S);
 	} else {
-		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+		/* A sink takes large bodies: their time and size are its own to bound. */
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->sink ? 0L : r->timeout_ms);
 		/* An answer that announces the cap or more is refused before its body is read. */
-		curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_ANSWER - 1);
+		if (!r->sink)
+			curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_ANSWER - 1);
 		/* A server that dribbles its answer is cut off instead of holding a slot. */
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 16L);
 		curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 15L);
@@ -424,6 +433,7 @@ struct http_req *http_start(struct http *h, const struct http_opts *o)
 	r->retry = o->retry ? o->retry : http_transient;
 	r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : HTTP_TIMEOUT_MS;
 	r->failed = o->failed;
+	r->sink = o->sink;
 	r->done = o->done;
 	r->stream = o->stream;
 	r->ctx = o->ctx;

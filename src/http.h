@@ -27,6 +27,9 @@ typedef void (*http_data_fn)(void *ctx, const char *data, size_t len);
 /* An attempt failed and another is scheduled (the request must not be
  * cancelled from here). */
 typedef void (*http_failed_fn)(void *ctx, const struct http_resp *r);
+/* Takes the bytes of a 2xx answer as they come (ctx is the request's); false
+ * aborts the transfer. */
+typedef bool (*http_sink_fn)(void *ctx, const char *data, size_t n);
 /* Decides whether an answer is worth another attempt. NULL: http_transient. */
 typedef bool (*http_retry_fn)(const struct http_resp *r);
 
@@ -40,6 +43,9 @@ struct http_opts {
 	http_retry_fn retry;      /* NULL: network errors, 408, 429, 5xx */
 	long timeout_ms;          /* for one attempt; 0: HTTP_TIMEOUT_MS */
 	http_failed_fn failed;    /* NULL: nobody is told of attempts that failed */
+	http_sink_fn sink;        /* NULL: the answer is buffered (below 64 MiB); else a 2xx body goes
+	                           * here, any size, without the 60 s transfer limit (the slow-transfer
+	                           * cut still applies), and only other answers are buffered */
 	http_done_fn done;
 	void *ctx;
 	/* Non-NULL: a streaming request. A 2xx body goes to stream() instead of

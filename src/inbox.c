@@ -1,49 +1,28 @@
-/* inbox.c: messages from rows to done; the window, the done set and the cursor. */
+/* inbox.c: messages from rows to done; the window, the done set, the cursor and where the last done row stands. */
+#include <config.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "inbox.h"
+#include "inbox_internal.h"
 #include "json.h"
 #include "rows.h"
 #include "log.h"
 
-/* Ids done recently, remembered so a re-seed after a 410 or a cold replay does
- * not hand out again what was just done. */
-#define RECENT 4096
 #define SUMMARY_MAX 120
-
-struct inbox {
-	char own_id[UUID_LEN + 1];
-	struct message *head, *tail; /* platform order, from just after the cursor */
-	struct message *orphans;     /* replies kept from a previous run, in reading order */
-	int count;                   /* messages in the list */
-	int n_open;                  /* handed out and not done */
-	int n_queued;                /* in the list, QUEUED */
-	int n_answered;              /* in the list, ANSWERED or POSTING */
-	uint64_t reply_seq;          /* replies and new messages read so far */
-	bool kept_released;          /* the fetch caught up: kept replies not seen again can go */
-	char cursor[UUID_LEN + 1];   /* last row of the done prefix ("" = none yet) */
-	char fetch_cursor[UUID_LEN + 1]; /* last row fetched ("" = cold: replay by time) */
-	jv done_ids;                 /* object: done above the cursor, not seen again yet */
-	jv pending_ids;              /* object: ids whose kept reply is being posted */
-	jv recent;                   /* object: ids done recently (de-duplicates a re-seed) */
-	char (*recent_ring)[UUID_LEN + 1];
-	int recent_pos;
-	bool dirty;                  /* something the state file holds has changed */
-	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
-};
-
-static bool set_has(jv set, const char *id) { return json_has(set, id); }
-static jv set_add(jv set, const char *id) { return jv_object_set(set, jv_string(id), jv_true()); }
-static jv set_del(jv set, const char *id) { return jv_object_delete(set, jv_string(id)); }
+/* A replay after the last done row reads back this much further than its time:
+ * that time is the platform's clock, the window is asked in the bridge's, and
+ * the two may disagree. Rows before the done row are dropped anyway. */
+#define REPLAY_MARGIN_NS (600LL * 1000000000)
 
 static void recent_add(struct inbox *ib, const char *id)
 {
 	char *slot = ib->recent_ring[ib->recent_pos];
 	if (slot[0])
-		ib->recent = set_del(ib->recent, slot);
+		ib->recent = inbox_set_del(ib->recent, slot);
 	memcpy(slot, id, UUID_LEN + 1);
-	ib->recent = set_add(ib->recent, id);
+	ib->recent = inbox_set_add(ib->recent, id);
 	ib->recent_pos = (ib->recent_pos + 1) % RECENT;
 	if (ib->recent_pos == 0) {
 		/* libjq 1.6 never reuses a deleted slot: rebuild the set from the
@@ -51,11 +30,11 @@ static void recent_add(struct inbox *ib, const char *id)
 		jv_free(ib->recent);
 		ib->recent = jv_object();
 		for (int i = 0; i < RECENT; i++)
-			ib->recent = set_add(ib->recent, ib->recent_ring[i]);
+			ib->recent = inbox_set_add(ib->recent, ib->recent_ring[i]);
 	}
 }
 
-static void message_free(struct message *m)
+void inbox_message_free(struct message *m)
 {
 	free(m->source_id);
 	free(m->context_id);
@@ -101,63 +80,7 @@ struct inbox *inbox_new(const char *own_id, jv st)
 	ib->recent = jv_object();
 	ib->recent_ring = xcalloc(RECENT, sizeof *ib->recent_ring);
 
-	char *cur = json_string_dup(st, "last_since_id");
-	if (cur && uuid_valid(cur)) {
-		memcpy(ib->cursor, cur, UUID_LEN + 1);
-		memcpy(ib->fetch_cursor, cur, UUID_LEN + 1);
-	}
-	free(cur);
-
-	jv done = json_field(st, "done_ids");
-	if (jv_get_kind(done) == JV_KIND_ARRAY) {
-		jv_array_foreach(done, i, id) {
-			if (jv_get_kind(id) == JV_KIND_STRING && uuid_valid(jv_string_value(id)))
-				ib->done_ids = set_add(ib->done_ids, jv_string_value(id));
-			jv_free(id);
-		}
-	}
-	jv_free(done);
-
-	/* Replies read but not posted before the last stop: post them first, in
-	 * the order they were read. Their messages count as answered. */
-	jv replies = json_field(st, "replies");
-	struct message **tail = &ib->orphans;
-	if (jv_get_kind(replies) == JV_KIND_ARRAY) {
-		jv_array_foreach(replies, i, r) {
-			char *id = json_string_dup(r, "id");
-			char *path = id ? json_string_dup(r, "path") : NULL;
-			jv body = json_field(r, "body");
-			if (id && path && uuid_valid(id) && jv_get_kind(body) == JV_KIND_OBJECT) {
-				struct message *m = xcalloc(1, sizeof *m);
-				memcpy(m->id, id, UUID_LEN + 1);
-				m->line = jv_null();
-				m->orphan = true;
-				m->state = MSG_ANSWERED;
-				m->post_path = path;
-				path = NULL;
-				jv outbound = json_field(r, "outbound");
-				m->outbound = jv_get_kind(outbound) == JV_KIND_TRUE;
-				jv_free(outbound);
-				m->reply_seq = ++ib->reply_seq;
-				/* The peer's id is in the path: replies to it stay in order. */
-				const char *p = m->post_path + strlen("/workspaces/");
-				if (strstr(m->post_path, "/a2a"))
-					m->source_id = xstrndup(p, UUID_LEN);
-				jv s = jv_dump_string(jv_copy(body), 0);
-				m->post_body = xstrdup(jv_string_value(s));
-				jv_free(s);
-				*tail = m;
-				tail = &m->next;
-				if (!m->outbound)
-					ib->pending_ids = set_add(ib->pending_ids, m->id);
-			}
-			free(id);
-			free(path);
-			jv_free(body);
-			jv_free(r);
-		}
-	}
-	jv_free(replies);
+	inbox_load(ib, st);
 	return ib;
 }
 
@@ -168,12 +91,12 @@ void inbox_free(struct inbox *ib)
 	while (ib->head) {
 		struct message *m = ib->head;
 		list_remove(ib, m);
-		message_free(m);
+		inbox_message_free(m);
 	}
 	while (ib->orphans) {
 		struct message *m = ib->orphans;
 		ib->orphans = m->next;
-		message_free(m);
+		inbox_message_free(m);
 	}
 	jv_free(ib->done_ids);
 	jv_free(ib->pending_ids);
@@ -183,21 +106,30 @@ void inbox_free(struct inbox *ib)
 }
 
 /* Pops the done prefix: the cursor moves past every message that is done and
- * has nothing unfinished before it. */
+ * has nothing unfinished before it, and the floor with it. */
 static void advance(struct inbox *ib)
 {
 	while (ib->head && ib->head->state == MSG_DONE) {
 		struct message *m = ib->head;
 		memcpy(ib->cursor, m->id, UUID_LEN + 1);
+		if (m->key.has_at) {
+			ib->floor = m->key;
+			ib->have_floor = true;
+			ib->have_replay_from = false;
+		}
+		/* Rows that were never messages (echoes, bad rows, own traffic) are
+		 * remembered too: a replay after a 410 must not take them for new. */
+		if (!inbox_set_has(ib->recent, m->id))
+			recent_add(ib, m->id);
 		list_remove(ib, m);
-		message_free(m);
+		inbox_message_free(m);
 		ib->dirty = true;
 	}
 }
 
 static bool known(struct inbox *ib, const char *id)
 {
-	if (set_has(ib->recent, id))
+	if (inbox_set_has(ib->recent, id))
 		return true;
 	for (struct message *m = ib->head; m; m = m->next)
 		if (strcmp(m->id, id) == 0)
@@ -205,10 +137,23 @@ static bool known(struct inbox *ib, const char *id)
 	return false;
 }
 
-static struct message *done_entry(const char *id)
+/* A row at or before the last done row is done. At the same time only the
+ * seqs tell: without one on either side the rows may differ. */
+static bool below_floor(const struct inbox *ib, const struct row_key *k)
+{
+	if (!ib->have_floor || !k->has_at)
+		return false;
+	int c = ts_cmp(k->at, ib->floor.at);
+	if (c != 0)
+		return c < 0;
+	return k->seq >= 0 && ib->floor.seq >= 0 && k->seq <= ib->floor.seq;
+}
+
+static struct message *done_entry(const char *id, const struct row_key *key)
 {
 	struct message *m = xcalloc(1, sizeof *m);
 	memcpy(m->id, id, UUID_LEN + 1);
+	m->key = *key;
 	m->line = jv_null();
 	m->state = MSG_DONE;
 	return m;
@@ -236,6 +181,86 @@ static char *summary_of(jv line)
 	return s;
 }
 
+/* The request's taskId (line not consumed), or NULL. */
+static char *task_id_of(jv line)
+{
+	jv request = json_field(line, "request"), params = json_field(request, "params");
+	jv message = json_field(params, "message");
+	char *t = json_string_dup(message, "taskId");
+	jv_free(message);
+	jv_free(params);
+	jv_free(request);
+	return t;
+}
+
+/* Says why a row is never handed out: calls that cannot be served at the
+ * normal level, the workspace's own traffic only at -v. */
+static void log_skipped(const char *id, jv row, enum row_kind kind)
+{
+	if (kind == ROW_OWN) {
+		log_debug("activity row %s is this workspace's own traffic: not handed out, not answered", id);
+	} else if (kind == ROW_UNSERVABLE) {
+		jv method = json_field(row, "method");
+		jv d = rows_describe(method);
+		log_info("skipping activity row %s: method %s is not a message a poll-mode workspace can serve", id,
+			 jv_string_value(d));
+		jv_free(d);
+		jv_free(method);
+	}
+}
+
+/* One row (consumed) that is new: a message queued, or a done entry. */
+static bool add_row(struct inbox *ib, const char *id, const struct row_key *key, jv row)
+{
+	if (inbox_set_has(ib->done_ids, id)) {
+		/* Done before a restart: not handed out again. */
+		ib->done_ids = inbox_set_del(ib->done_ids, id);
+		list_append(ib, done_entry(id, key));
+		jv_free(row);
+		return false;
+	}
+	enum row_kind kind = rows_kind(row, ib->own_id);
+	if (kind != ROW_MESSAGE && kind != ROW_UPLOAD) {
+		/* Never a message, but the cursor moves past it. */
+		log_skipped(id, row, kind);
+		list_append(ib, done_entry(id, key));
+		jv_free(row);
+		return false;
+	}
+	jv line = rows_message(row, ib->own_id);
+	if (!jv_is_valid(line)) {
+		jv msg = jv_invalid_get_msg(line);
+		log_error("skipping activity row %s: %s", id,
+			  jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "invalid row");
+		jv_free(msg);
+		list_append(ib, done_entry(id, key));
+		return false;
+	}
+	struct message *m = xcalloc(1, sizeof *m);
+	memcpy(m->id, id, UUID_LEN + 1);
+	m->key = *key;
+	m->source_id = json_string_dup(line, "source_id");
+	m->context_id = json_string_dup(line, "context_id");
+	m->task_id = task_id_of(line);
+	m->summary = summary_of(line);
+	m->line = line;
+	list_append(ib, m);
+	if (inbox_set_has(ib->pending_ids, m->id)) {
+		/* Its reply, kept from before a restart, is being posted. */
+		m->state = MSG_POSTING;
+		ib->n_open++;
+		ib->n_answered++;
+		return false;
+	}
+	m->state = MSG_QUEUED;
+	ib->n_queued++;
+	if (kind == ROW_UPLOAD) {
+		m->upload_wait = true;
+		ib->uploads_waiting++;
+	}
+	return true;
+}
+
 int inbox_add_rows(struct inbox *ib, jv rows)
 {
 	int queued = 0;
@@ -252,61 +277,16 @@ int inbox_add_rows(struct inbox *ib, jv rows)
 			jv_free(row);
 			continue;
 		}
-		const char *id = jv_string_value(idv);
-		memcpy(ib->fetch_cursor, id, UUID_LEN + 1);
-		if (known(ib, id)) {
-			jv_free(idv);
-			jv_free(row);
-			continue;
-		}
-		if (set_has(ib->done_ids, id)) {
-			/* Done before a restart: not handed out again. */
-			ib->done_ids = set_del(ib->done_ids, id);
-			list_append(ib, done_entry(id));
-			jv_free(idv);
-			jv_free(row);
-			continue;
-		}
-		jv method = json_field(row, "method");
-		bool echo = jv_get_kind(method) == JV_KIND_STRING && strcmp(jv_string_value(method), "notify") == 0;
-		jv_free(method);
-		if (echo) {
-			/* Our own canvas replies, echoed: never a message, but the cursor moves on. */
-			list_append(ib, done_entry(id));
-			jv_free(idv);
-			jv_free(row);
-			continue;
-		}
-		char idcopy[UUID_LEN + 1];
-		memcpy(idcopy, id, UUID_LEN + 1);
+		char id[UUID_LEN + 1];
+		memcpy(id, jv_string_value(idv), UUID_LEN + 1);
 		jv_free(idv);
-		jv line = rows_message(row, ib->own_id);
-		if (!jv_is_valid(line)) {
-			jv msg = jv_invalid_get_msg(line);
-			log_error("skipping activity row %s: %s", idcopy,
-				  jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "invalid row");
-			jv_free(msg);
-			list_append(ib, done_entry(idcopy));
+		memcpy(ib->fetch_cursor, id, UUID_LEN + 1);
+		struct row_key key = rows_key(row);
+		if (known(ib, id) || below_floor(ib, &key)) {
+			jv_free(row);
 			continue;
 		}
-		struct message *m = xcalloc(1, sizeof *m);
-		memcpy(m->id, idcopy, UUID_LEN + 1);
-		m->source_id = json_string_dup(line, "source_id");
-		m->context_id = json_string_dup(line, "context_id");
-		m->task_id = json_string_dup(line, "task_id");
-		m->summary = summary_of(line);
-		m->line = line;
-		if (set_has(ib->pending_ids, m->id)) {
-			/* Its reply, kept from before a restart, is being posted. */
-			m->state = MSG_POSTING;
-			ib->n_open++;
-			ib->n_answered++;
-		} else {
-			m->state = MSG_QUEUED;
-			ib->n_queued++;
-			queued++;
-		}
-		list_append(ib, m);
+		queued += add_row(ib, id, &key, row);
 	}
 	jv_free(rows);
 	advance(ib);
@@ -325,11 +305,39 @@ void inbox_caught_up(struct inbox *ib)
 void inbox_reseed(struct inbox *ib)
 {
 	ib->fetch_cursor[0] = '\0';
-	/* The saved cursor is gone on the platform too: a restart replays by time. */
+	/* The saved cursor is gone on the platform too: a restart replays by
+	 * time, from the last done row (the floor stays). */
 	if (!ib->head) {
 		ib->cursor[0] = '\0';
 		ib->dirty = true;
 	}
+}
+
+bool inbox_floor(const struct inbox *ib, struct row_key *out)
+{
+	if (ib->have_floor)
+		*out = ib->floor;
+	return ib->have_floor;
+}
+
+bool inbox_replay_anchor(const struct inbox *ib, struct ts *out)
+{
+	if (ib->have_floor)
+		*out = ts_add_ns(ib->floor.at, -REPLAY_MARGIN_NS);
+	else if (ib->have_replay_from)
+		*out = ib->replay_from;
+	else
+		return false;
+	return true;
+}
+
+void inbox_set_replay_from(struct inbox *ib, struct ts from)
+{
+	if (ib->have_floor || ib->have_replay_from)
+		return;
+	ib->replay_from = from;
+	ib->have_replay_from = true;
+	ib->dirty = true;
 }
 
 struct message *inbox_find(struct inbox *ib, const char *id)
@@ -348,19 +356,23 @@ struct message *inbox_oldest_open(struct inbox *ib)
 	return NULL;
 }
 
-struct message *inbox_next_queued(struct inbox *ib, int64_t now)
+static struct message *next_queued(struct inbox *ib, int64_t now, bool again_only)
 {
 	for (struct message *m = ib->head; m; m = m->next)
-		if (m->state == MSG_QUEUED && m->not_before <= now)
+		if (m->state == MSG_QUEUED && !m->upload_wait && m->not_before <= now && (!again_only || m->handouts > 0))
 			return m;
 	return NULL;
 }
+
+struct message *inbox_next_queued(struct inbox *ib, int64_t now) { return next_queued(ib, now, false); }
+struct message *inbox_next_requeued(struct inbox *ib, int64_t now) { return next_queued(ib, now, true); }
+
 
 int64_t inbox_next_due(struct inbox *ib, int64_t now)
 {
 	int64_t best = -1;
 	for (struct message *m = ib->head; m; m = m->next)
-		if (m->state == MSG_QUEUED) {
+		if (m->state == MSG_QUEUED && !m->upload_wait) {
 			int64_t d = m->not_before > now ? m->not_before - now : 0;
 			if (best < 0 || d < best)
 				best = d;
@@ -408,6 +420,8 @@ static void leave_state(struct inbox *ib, const struct message *m)
 
 static void finish(struct inbox *ib, struct message *m)
 {
+	if (m->handouts > 0 && m->state != MSG_DONE)
+		ib->done_count++;
 	leave_state(ib, m);
 	m->state = MSG_DONE;
 	if (m->unsaved)
@@ -454,19 +468,43 @@ void inbox_orphan_done(struct inbox *ib, struct message *o)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = o->next;
-	ib->pending_ids = set_del(ib->pending_ids, o->id);
+	ib->pending_ids = inbox_set_del(ib->pending_ids, o->id);
 	struct message *m = o->outbound ? NULL : inbox_find(ib, o->id);
 	if (m)
 		inbox_done(ib, m);
 	else if (!o->outbound)
-		ib->done_ids = set_add(ib->done_ids, o->id);
+		ib->done_ids = inbox_set_add(ib->done_ids, o->id);
 	if (!o->outbound)
 		recent_add(ib, o->id);
 	ib->dirty = true;
-	message_free(o);
+	inbox_message_free(o);
 }
 
 int inbox_unfinished(const struct inbox *ib) { return ib->n_queued + ib->n_open - ib->n_answered; }
+void inbox_upload_ready(struct inbox *ib, struct message *m)
+{
+	if (m->upload_wait)
+		ib->uploads_waiting--;
+	m->upload_wait = false;
+}
+
+int inbox_in_play(const struct inbox *ib)
+{
+	int n = 0;
+	for (const struct message *m = ib->head; m; m = m->next)
+		n += m->handouts > 0 && m->state != MSG_DONE;
+	return n;
+}
+
+int inbox_unanswered(const struct inbox *ib)
+{
+	int n = 0;
+	for (const struct message *m = ib->head; m; m = m->next)
+		n += m->state == MSG_QUEUED || m->state == MSG_OPEN;
+	return n;
+}
+int inbox_uploads_waiting(const struct inbox *ib) { return ib->uploads_waiting; }
+long inbox_done_count(const struct inbox *ib) { return ib->done_count; }
 int inbox_open_count(const struct inbox *ib) { return ib->n_open; }
 int inbox_handed_count(const struct inbox *ib) { return ib->n_open - ib->n_answered; }
 bool inbox_kept_released(const struct inbox *ib) { return ib->kept_released; }
@@ -512,8 +550,8 @@ int inbox_adopt_kept(struct inbox *ib)
 		m->reply_seq = o->reply_seq;
 		m->state = MSG_ANSWERED;
 		*pp = o->next;
-		ib->pending_ids = set_del(ib->pending_ids, o->id);
-		message_free(o);
+		ib->pending_ids = inbox_set_del(ib->pending_ids, o->id);
+		inbox_message_free(o);
 		n++;
 	}
 	return n;
@@ -521,7 +559,6 @@ int inbox_adopt_kept(struct inbox *ib)
 const char *inbox_cursor(const struct inbox *ib) { return ib->cursor; }
 const char *inbox_fetch_cursor(const struct inbox *ib) { return ib->fetch_cursor; }
 bool inbox_dirty(const struct inbox *ib) { return ib->dirty; }
-void inbox_mark_dirty(struct inbox *ib) { ib->dirty = true; }
 int inbox_unsaved_replies(const struct inbox *ib) { return ib->unsaved_replies; }
 
 struct message *inbox_oldest_active(struct inbox *ib)
@@ -544,51 +581,4 @@ struct message *inbox_next(struct inbox *ib, struct message *m)
 	if (m->orphan && !m->next)
 		return ib->head; /* the kept replies are done: on to the list */
 	return m->next;
-}
-
-static jv reply_entry(const struct message *m)
-{
-	jv r = jv_object();
-	r = jv_object_set(r, jv_string("id"), jv_string(m->id));
-	r = jv_object_set(r, jv_string("path"), jv_string(m->post_path));
-	r = jv_object_set(r, jv_string("body"), jv_parse(m->post_body));
-	if (m->outbound)
-		r = jv_object_set(r, jv_string("outbound"), jv_true());
-	return r;
-}
-
-static int by_reply_seq(const void *a, const void *b)
-{
-	uint64_t x = (*(struct message *const *)a)->reply_seq, y = (*(struct message *const *)b)->reply_seq;
-	return x < y ? -1 : x > y;
-}
-
-jv inbox_state(struct inbox *ib, jv st)
-{
-	st = jv_object_set(st, jv_string("last_since_id"), jv_string(ib->cursor));
-	jv done = jv_keys(jv_copy(ib->done_ids));
-	/* Replies and new messages in the order they were read: a restart posts
-	 * them in that order per destination. */
-	size_t n = 0, cap = 16;
-	struct message **unposted = xmalloc(cap * sizeof *unposted);
-	for (struct message *m = inbox_first(ib); m; m = inbox_next(ib, m)) {
-		if (m->state == MSG_DONE && !m->orphan)
-			done = jv_array_append(done, jv_string(m->id));
-		else if ((m->state == MSG_ANSWERED || m->state == MSG_POSTING) && m->post_body) {
-			if (n == cap)
-				unposted = xrealloc(unposted, (cap *= 2) * sizeof *unposted);
-			unposted[n++] = m;
-		}
-		m->unsaved = false;
-	}
-	qsort(unposted, n, sizeof *unposted, by_reply_seq);
-	jv replies = jv_array();
-	for (size_t i = 0; i < n; i++)
-		replies = jv_array_append(replies, reply_entry(unposted[i]));
-	free(unposted);
-	st = jv_object_set(st, jv_string("done_ids"), done);
-	st = jv_object_set(st, jv_string("replies"), replies);
-	ib->dirty = false;
-	ib->unsaved_replies = 0;
-	return st;
 }

@@ -19,7 +19,9 @@
 #include "log.h"
 #include "outbox.h"
 #include "route.h"
+#include "runlimit.h"
 #include "state.h"
+#include "uploads.h"
 #include "util.h"
 
 #define IDLE_WAIT_MS 60000              /* the longest sleep when no timer is nearer */
@@ -64,17 +66,6 @@ static bool drained(struct bridge *b)
 	if (b->posts_only)
 		return true;
 	return inbox_open_count(b->ib) == 0;
-}
-
-/* --once: everything the one poll brought is done. --max-messages: that many
- * were handed out and all of them are done. Kept replies are posted either way. */
-static bool work_complete(struct bridge *b)
-{
-	if (outbox_unposted(b->ob) > 0)
-		return false;
-	if (b->s->once && fetch_finished(b) && inbox_unfinished(b->ib) == 0)
-		return true;
-	return b->s->max_messages && b->dispatch.handed_out >= b->s->max_messages && inbox_open_count(b->ib) == 0;
 }
 
 /* ---- signals ---------------------------------------------------------- */
@@ -182,6 +173,7 @@ static void teardown(struct bridge *b)
 	child_linger_end();
 	if (b->h)
 		save_now(b);
+	uploads_stop(b);
 	outbox_free(b->ob);
 	events_free(b);
 	http_free(b->h);
@@ -203,15 +195,13 @@ static void run_timers(struct bridge *b, int64_t now)
 	coproc_tick(b, now);
 	exec_tick(b, now);
 	child_linger_tick(now);
+	runlimit_tick(b, now);
 	if (b->phase == PH_RUN) {
 		session_tick(b, now);
 		events_tick(b, now);
 		fetch_tick(b, now);
+		uploads_tick(b, now);
 		dispatch_hand_out(b, now);
-		/* A drain with nothing left to answer: the handlers still get end of
-		 * input and time to finish. */
-		if (work_complete(b))
-			bridge_drain(b, "work complete", true);
 	}
 	if (b->phase == PH_DRAIN) {
 		session_tick(b, now);
@@ -234,6 +224,7 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 		/* An overdue heartbeat is due now (wait_min takes a negative wait for none). */
 		wait = wait_min(wait, session_next_wakeup(b, now) > 0 ? session_next_wakeup(b, now) : 0);
 		wait = wait_min(wait, fetch_next_wakeup(b, now));
+		wait = wait_min(wait, uploads_next_wakeup(b, now));
 		wait = wait_min(wait, events_next_wakeup(b, now));
 		if (dispatch_ready(b))
 			wait = wait_min(wait, route_next_due(b, now));
@@ -244,6 +235,7 @@ static int64_t next_wakeup(struct bridge *b, unsigned long finished)
 	wait = wait_min(wait, coproc_next_wakeup(b, now));
 	wait = wait_min(wait, exec_next_wakeup(b, now));
 	wait = wait_min(wait, child_linger_next(now));
+	wait = wait_min(wait, runlimit_next_wakeup(b, now));
 	wait = wait_min(wait, http_next_due(b->h, now));
 	int64_t due = save_due(b, now);
 	if (due >= 0)

@@ -54,6 +54,9 @@ const struct option_spec options_specs[] = {
 	{ .long_name = "since-secs", .arg = "N", .dflt = "30", .kind = K_COUNT,
 	  .offset = FIELD(since_secs), .min = 0, .max = 2592000,
 	  .help = "backlog replayed on a first start, in seconds (0..2592000)" },
+	{ .long_name = "max-file-size", .arg = "BYTES", .dflt = "104857600", .kind = K_COUNT,
+	  .offset = FIELD(max_file_size), .min = 0, .max = 1073741824,
+	  .help = "canvas uploads larger than BYTES are not fetched (0..1073741824)" },
 	{ .long_name = "max-inflight", .arg = "N", .dflt = "16", .kind = K_COUNT,
 	  .offset = FIELD(max_inflight), .min = 1, .max = 10000,
 	  .help = "messages handed out and not yet done, at most (1..10000)" },
@@ -456,6 +459,7 @@ void options_print(const struct settings *s)
 	printf("events: %s\n", s->events == EVENTS_ON ? "on" : s->events == EVENTS_OFF ? "off" : "auto");
 	printf("heartbeat: %g\n", s->heartbeat);
 	printf("since_secs: %ld\n", s->since_secs);
+	printf("max_file_size: %ld\n", s->max_file_size);
 	printf("max_inflight: %ld\n", s->max_inflight);
 	print_quoted("name", s->name);
 	jv card = jv_dump_string(jv_copy(s->agent_card), 0);

@@ -47,13 +47,15 @@ char *platform_heartbeat_body(const char *ws, const struct heartbeat_info *hb)
 	return out;
 }
 
-char *platform_activity_path(const char *ws, const char *since_id, long since_secs, long limit)
+char *platform_activity_path(const char *ws, const char *since_id, long since_secs, const char *before_ts,
+			     long limit)
 {
 	if (since_id && *since_id)
-		return xasprintf("/workspaces/%s/activity?type=a2a_receive&limit=%ld&since_id=%s",
+		return xasprintf("/workspaces/%s/activity?type=a2a_receive&include=peer_info&limit=%ld&since_id=%s",
 				 ws, limit, since_id);
-	return xasprintf("/workspaces/%s/activity?type=a2a_receive&limit=%ld&since_secs=%ld",
-			 ws, limit, since_secs);
+	/* before_ts is ours (digits, '-', ':', '.', 'T', 'Z'): nothing to escape. */
+	return xasprintf("/workspaces/%s/activity?type=a2a_receive&include=peer_info&limit=%ld&since_secs=%ld%s%s",
+			 ws, limit, since_secs, before_ts ? "&before_ts=" : "", before_ts ? before_ts : "");
 }
 
 /* The namespace of reply ids: a fixed UUID of this program's own, so its ids

@@ -23,8 +23,10 @@ struct heartbeat_info {
 };
 char *platform_heartbeat_body(const char *ws, const struct heartbeat_info *hb);
 
-/* /workspaces/<ws>/activity?type=a2a_receive&limit=N and since_id or since_secs. */
-char *platform_activity_path(const char *ws, const char *since_id, long since_secs, long limit);
+/* /workspaces/<ws>/activity?type=a2a_receive&include=peer_info&limit=N and
+ * since_id, or since_secs and before_ts (NULL: none). */
+char *platform_activity_path(const char *ws, const char *since_id, long since_secs, const char *before_ts,
+			     long limit);
 
 /* The messageId of reply number n (1 for the first) to the activity row row_id
  * of workspace own_id: a name-based UUID, so that the reply is the same message

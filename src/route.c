@@ -58,7 +58,7 @@ static struct message *next_per_conversation(struct bridge *b, struct route *r)
 	struct message *m = r->walking ? r->cursor : inbox_first(b->ib);
 	r->walking = true;
 	for (; m && b->phase == PH_RUN; m = inbox_next(b->ib, m)) {
-		if (m->orphan || m->state != MSG_QUEUED)
+		if (m->orphan || m->state != MSG_QUEUED || m->upload_wait)
 			continue;
 		struct conv_id c = conv_of(b->s->per_by, m);
 		if (is_blocked(r, &c))
@@ -95,7 +95,7 @@ int64_t route_next_due(struct bridge *b, int64_t now)
 	 * not due yet needs a timer. */
 	int64_t wait = -1;
 	for (struct message *m = inbox_first(b->ib); m; m = inbox_next(b->ib, m))
-		if (!m->orphan && m->state == MSG_QUEUED && m->not_before > now)
+		if (!m->orphan && m->state == MSG_QUEUED && !m->upload_wait && m->not_before > now)
 			wait = wait_min(wait, m->not_before - now);
 	return wait;
 }

@@ -1,4 +1,4 @@
-/* rows.c: activity rows: the answer parsed, put in the order they happened, and made message lines. */
+/* rows.c: activity rows: the answer parsed, what each row is, put in the order they happened, and made message lines. */
 #include <config.h>
 
 #include "rows.h"
@@ -33,6 +33,69 @@ jv rows_parse(const char *body, size_t len)
 	return v;
 }
 
+/* ---- what a row is ---------------------------------------------------- */
+
+static bool str_is(jv v /* consumed */, const char *s)
+{
+	bool eq = jv_get_kind(v) == JV_KIND_STRING && strcmp(jv_string_value(v), s) == 0;
+	jv_free(v);
+	return eq;
+}
+
+enum row_kind rows_kind(jv row, const char *own_id)
+{
+	jv method = json_field(row, "method");
+	const char *m = jv_get_kind(method) == JV_KIND_STRING ? jv_string_value(method) : NULL;
+	enum row_kind k;
+	if (m && strcmp(m, "notify") == 0)
+		k = ROW_ECHO;
+	else if ((m && strcmp(m, "delegate_result") == 0) || (own_id && str_is(json_field(row, "source_id"), own_id)))
+		k = ROW_OWN;
+	else if (m && strcmp(m, "chat_upload_receive") == 0)
+		k = ROW_UPLOAD;
+	else if (!m || strcmp(m, "message/send") == 0)
+		k = ROW_MESSAGE;
+	else
+		k = ROW_UNSERVABLE;
+	jv_free(method);
+	return k;
+}
+
+/* The string at metadata[key], NULL when absent; lives as long as metadata. */
+static const char *meta_str(jv metadata, const char *key, jv *hold)
+{
+	*hold = json_field(metadata, key);
+	return jv_get_kind(*hold) == JV_KIND_STRING ? jv_string_value(*hold) : NULL;
+}
+
+/* metadata (not consumed) marks a turn the platform started. */
+static bool system_metadata(jv metadata)
+{
+	jv h1, h2;
+	const char *type = meta_str(metadata, "source_type", &h1);
+	const char *source = meta_str(metadata, "source", &h2);
+	bool sys = (type && strncmp(type, "self-", 5) == 0) || (source && strcmp(source, "canvas_user") != 0);
+	jv_free(h1);
+	jv_free(h2);
+	return sys;
+}
+
+bool rows_is_system(jv row)
+{
+	jv request = json_field(row, "request_body");
+	jv params = json_field(request, "params");
+	jv pmeta = json_field(params, "metadata");
+	jv message = json_field(params, "message");
+	jv mmeta = json_field(message, "metadata");
+	bool sys = system_metadata(pmeta) || system_metadata(mmeta);
+	jv_free(mmeta);
+	jv_free(message);
+	jv_free(pmeta);
+	jv_free(params);
+	jv_free(request);
+	return sys;
+}
+
 /* ---- rows to messages ------------------------------------------------- */
 
 static jv string_or_null(jv v /* consumed */)
@@ -43,8 +106,7 @@ static jv string_or_null(jv v /* consumed */)
 	return jv_null();
 }
 
-/* A short printable rendering of a bad value for an error message. */
-static jv describe(jv v /* not consumed */)
+jv rows_describe(jv v)
 {
 	char tmp[64];
 	jv_dump_string_trunc(jv_copy(v), tmp, sizeof tmp);
@@ -73,7 +135,7 @@ jv rows_message(jv row, const char *own_id)
 	}
 	jv id = json_field(row, "id");
 	if (!json_is_uuid(id)) {
-		jv d = describe(id);
+		jv d = rows_describe(id);
 		jv msg = jv_string_fmt("activity row id is not a UUID: %s", jv_string_value(d));
 		jv_free(d);
 		jv_free(id);
@@ -82,7 +144,7 @@ jv rows_message(jv row, const char *own_id)
 	}
 	jv source = json_field(row, "source_id");
 	if (jv_get_kind(source) != JV_KIND_NULL && !json_is_uuid(source)) {
-		jv d = describe(source);
+		jv d = rows_describe(source);
 		jv msg = jv_string_fmt("activity row %s: source_id is neither a UUID nor null: %s",
 			jv_string_value(id), jv_string_value(d));
 		jv_free(d);
@@ -91,34 +153,45 @@ jv rows_message(jv row, const char *own_id)
 		jv_free(row);
 		return jv_invalid_with_msg(msg);
 	}
-	bool canvas = jv_get_kind(source) == JV_KIND_NULL;
+	const char *origin = jv_get_kind(source) != JV_KIND_NULL ? "agent" : rows_is_system(row) ? "system" : "canvas";
 
 	/* request_body is absent when the platform has none; keep whatever is
 	 * there, even if it is not an object, since nothing sent is dropped. */
 	jv request = json_field(row, "request_body");
 	jv params = json_field(request, "params");
 	jv message = json_field(params, "message");
+	jv metadata = json_field(message, "metadata");
 	jv parts = json_field(message, "parts");
 	if (jv_get_kind(parts) != JV_KIND_ARRAY) {
 		jv_free(parts);
 		parts = jv_array();
+	}
+	jv seq = json_field(row, "seq");
+	if (rows_seq(row) < 0) {
+		jv_free(seq);
+		seq = jv_null();
 	}
 
 	/* Built key by key: jv objects keep insertion order, which fixes the
 	 * order of the keys on the output line. */
 	jv out = jv_object();
 	out = jv_object_set(out, jv_string("id"), id);
+	out = jv_object_set(out, jv_string("seq"), seq);
 	out = jv_object_set(out, jv_string("workspace_id"), own_id ? jv_string(own_id) : jv_null());
 	out = jv_object_set(out, jv_string("source_id"), source);
-	out = jv_object_set(out, jv_string("origin"), jv_string(canvas ? "canvas" : "agent"));
+	out = jv_object_set(out, jv_string("origin"), jv_string(origin));
+	out = jv_object_set(out, jv_string("peer_name"), string_or_null(json_field(row, "peer_name")));
+	out = jv_object_set(out, jv_string("peer_role"), string_or_null(json_field(row, "peer_role")));
 	out = jv_object_set(out, jv_string("method"), string_or_null(json_field(row, "method")));
 	out = jv_object_set(out, jv_string("text"), parts_text_jv(parts));
 	out = jv_object_set(out, jv_string("parts"), parts);
+	out = jv_object_set(out, jv_string("files"), jv_array());
 	out = jv_object_set(out, jv_string("message_id"), string_or_null(json_field(message, "messageId")));
 	out = jv_object_set(out, jv_string("context_id"), string_or_null(json_field(message, "contextId")));
-	out = jv_object_set(out, jv_string("task_id"), string_or_null(json_field(message, "taskId")));
+	out = jv_object_set(out, jv_string("delegation_id"), string_or_null(json_field(metadata, "delegation_id")));
 	out = jv_object_set(out, jv_string("created_at"), string_or_null(json_field(row, "created_at")));
 	out = jv_object_set(out, jv_string("request"), request);
+	jv_free(metadata);
 	jv_free(message);
 	jv_free(params);
 	jv_free(row);
@@ -127,66 +200,56 @@ jv rows_message(jv row, const char *own_id)
 
 /* ---- ordering --------------------------------------------------------- */
 
-static bool is_digit(char c)
+/* 2^53: the largest whole number a JSON number (a double) holds exactly. */
+#define SEQ_MAX 9007199254740992.0
+
+int64_t rows_seq_number(jv v)
 {
-	return c >= '0' && c <= '9';
+	if (jv_get_kind(v) != JV_KIND_NUMBER)
+		return -1;
+	double d = jv_number_value(v);
+	return d >= 0 && d <= SEQ_MAX && d == (double)(int64_t)d ? (int64_t)d : -1;
 }
 
-/* Length of "YYYY-MM-DDTHH:MM:SS" when s starts with that shape, else 0. */
-static size_t whole_seconds_len(const char *s)
+int64_t rows_seq(jv row)
 {
-	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
-	for (size_t i = 0; i < sizeof shape - 1; i++) {
-		char c = s[i];
-		if (shape[i] == 'd' ? !is_digit(c) : shape[i] == 'T' ? (c != 'T' && c != 't' && c != ' ') : c != shape[i])
-			return 0;
-	}
-	return sizeof shape - 1;
+	jv v = json_field(row, "seq");
+	int64_t seq = rows_seq_number(v);
+	jv_free(v);
+	return seq;
 }
 
-int rows_timestamp_cmp(const char *a, const char *b)
+struct row_key rows_key(jv row)
 {
-	/* Go's RFC 3339 output drops trailing zeros of the fraction, so
-	 * "...:02Z" < "...:02.5Z" and "...:02.12Z" < "...:02.123Z", which a plain
-	 * strcmp gets wrong. Compare the whole seconds, then the fractions as
-	 * if zero-padded, then what follows (the zone, the same in practice). */
-	size_t wa = whole_seconds_len(a), wb = whole_seconds_len(b);
-	if (!wa || !wb)
-		return strcmp(a, b);
-	int c = memcmp(a, b, wa);
-	if (c)
-		return c;
-	a += wa;
-	b += wb;
-	if (*a == '.')
-		a++;
-	if (*b == '.')
-		b++;
-	while (is_digit(*a) || is_digit(*b)) {
-		char da = is_digit(*a) ? *a++ : '0';
-		char db = is_digit(*b) ? *b++ : '0';
-		if (da != db)
-			return da < db ? -1 : 1;
+	struct row_key k = { .seq = rows_seq(row) };
+	jv at = json_field(row, "created_at");
+	k.has_at = jv_get_kind(at) == JV_KIND_STRING && ts_parse(jv_string_value(at), &k.at);
+	jv_free(at);
+	return k;
+}
+
+int rows_key_cmp(const struct row_key *a, const struct row_key *b)
+{
+	if (a->has_at != b->has_at)
+		return a->has_at ? 1 : -1; /* rows without a time first */
+	if (a->has_at) {
+		int c = ts_cmp(a->at, b->at);
+		if (c)
+			return c;
 	}
-	return strcmp(a, b);
+	return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
 struct sort_item {
 	jv row;
-	jv created_at; /* string, or null */
+	struct row_key key;
 	size_t index;
 };
 
 static int sort_item_cmp(const void *pa, const void *pb)
 {
 	const struct sort_item *a = pa, *b = pb;
-	bool ha = jv_get_kind(a->created_at) == JV_KIND_STRING;
-	bool hb = jv_get_kind(b->created_at) == JV_KIND_STRING;
-	int c = 0;
-	if (ha != hb)
-		c = ha ? 1 : -1; /* rows without a timestamp first */
-	else if (ha)
-		c = rows_timestamp_cmp(jv_string_value(a->created_at), jv_string_value(b->created_at));
+	int c = rows_key_cmp(&a->key, &b->key);
 	if (c == 0) /* qsort is not stable: the input position breaks ties */
 		c = a->index < b->index ? -1 : a->index > b->index ? 1 : 0;
 	return c;
@@ -204,16 +267,14 @@ jv rows_sort(jv rows)
 	struct sort_item *items = xcalloc((size_t)n, sizeof *items);
 	for (int i = 0; i < n; i++) {
 		items[i].row = jv_array_get(jv_copy(rows), i);
-		items[i].created_at = string_or_null(json_field(items[i].row, "created_at"));
+		items[i].key = rows_key(items[i].row);
 		items[i].index = (size_t)i;
 	}
 	jv_free(rows);
 	qsort(items, (size_t)n, sizeof *items, sort_item_cmp);
 	jv sorted = jv_array_sized(n);
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++)
 		sorted = jv_array_append(sorted, items[i].row);
-		jv_free(items[i].created_at);
-	}
 	free(items);
 	return sorted;
 }

@@ -1,8 +1,9 @@
-/* save.c: when the state file is written (the coalescing rule of save.h), and how a failed save is reported. */
+/* save.c: when the state file is written (the coalescing rule of save.h), how a failed save is reported and retried. */
 #include <config.h>
 
 #include <stdlib.h>
 
+#include "ack.h"
 #include "bridge.h"
 #include "inbox.h"
 #include "log.h"
@@ -24,6 +25,8 @@ int64_t save_due_at(struct saver *sv, bool dirty, int unsaved_replies, int64_t n
 	int64_t due = sv->dirty_since + SAVE_EVERY_MS;
 	if (sv->unsaved_since && sv->unsaved_since + SAVE_REPLY_MS < due)
 		due = sv->unsaved_since + SAVE_REPLY_MS;
+	if (sv->retry_at > due)
+		due = sv->retry_at;
 	return due;
 }
 
@@ -55,14 +58,20 @@ static void save(struct bridge *b, bool force)
 		if (say)
 			sv->warned = now;
 		free(err);
-		inbox_mark_dirty(b->ib);
-	} else if (sv->failures) {
+		/* The inbox still counts everything as unsaved; the next attempt
+		 * waits as a change would, not the shorter time a reply gets. */
+		sv->retry_at = now + SAVE_EVERY_MS;
+		return;
+	}
+	int64_t seq = inbox_saved(b->ib);
+	if (sv->failures) {
 		char *path = xasprintf("%s/%s.json", b->s->state_dir, b->s->workspace_id);
 		log_info("state file %s writable again after %d failed saves: the cursor on disk is current", path,
 			 sv->failures);
 		free(path);
 		sv->failures = 0;
 	}
+	ack_saved(b, seq);
 }
 
 void save_if_due(struct bridge *b)

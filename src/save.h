@@ -14,17 +14,20 @@ struct bridge;
  * the save leaves its message not done: it is handed out again, never lost. */
 #define SAVE_EVERY_MS 200
 #define SAVE_REPLY_MS 50
+/* A failed save leaves everything marked unsaved, so the next one writes it
+ * all; it is tried again SAVE_EVERY_MS later. */
 
 struct saver {
 	int64_t dirty_since;     /* when unsaved changes were first seen (0: none) */
 	int64_t unsaved_since;   /* when replies not in the state file were first seen (0: none) */
 	int failures;            /* failed saves in a row */
+	int64_t retry_at;        /* after a failed save, not again before this */
 	int64_t warned;          /* when a failed save was last reported */
 };
 
 /* When the next save is due (now_ms() terms), or -1 for none, given whether
  * anything changed (dirty) and how many replies are read but neither posted
- * nor saved. Notes in sv when each was first seen. */
+ * nor saved, and not before sv->retry_at. Notes in sv when each was first seen. */
 int64_t save_due_at(struct saver *sv, bool dirty, int unsaved_replies, int64_t now);
 
 /* The same for the running bridge. */

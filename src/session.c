@@ -209,7 +209,7 @@ static void on_register(void *ctx, const struct http_resp *r)
 	}
 	log_error("%s", line);
 	free(line);
-	bridge_stop(b, MC_EXIT_ERROR, "registration refused");
+	bridge_stop(b, MC_EXIT_USAGE, "registration refused");
 }
 
 void session_register(struct bridge *b)
@@ -232,7 +232,7 @@ static void on_status(void *ctx, const struct http_resp *r)
 		bridge_stop(b, MC_EXIT_REMOVED, "workspace removed");
 	} else if (se->refusal) {
 		log_error("%s", se->refusal);
-		bridge_stop(b, MC_EXIT_ERROR, "registration refused");
+		bridge_stop(b, MC_EXIT_USAGE, "registration refused");
 	} else if (ws == WORKSPACE_PAUSED) {
 		if (!se->paused_said)
 			log_warn("workspace %s is paused on the platform; its calls are refused meanwhile", b->s->workspace_id);

@@ -21,6 +21,7 @@ struct settings {
 	enum events_mode { EVENTS_AUTO, EVENTS_ON, EVENTS_OFF } events; /* the event stream as a wake-up */
 	double heartbeat;         /* seconds between heartbeats */
 	long since_secs;          /* backlog replayed on a first start */
+	long max_file_size;       /* bytes: a canvas upload larger than this is not fetched */
 	long max_inflight;
 	char *name;               /* agent card name */
 	jv agent_card;            /* object, always valid after option parsing */

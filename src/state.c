@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "rows.h"
 #include "state.h"
 #include "json.h"
+#include "timestamp.h"
 #include "util.h"
 
 /* A state file holds a cursor, some ids and unsent replies; anything this big
@@ -272,6 +274,30 @@ static jv check_state(jv st, const char *ws, char **why)
 			*why = check_reply(jv_array_get(jv_copy(v), i), i);
 	}
 	jv_free(v);
+	if (*why)
+		goto bad;
+
+	v = json_field(st, "done_seq");
+	if (jv_get_kind(v) == JV_KIND_NULL)
+		st = jv_object_delete(st, jv_string("done_seq"));
+	else if (rows_seq_number(v) < 0)
+		*why = xstrdup("done_seq is not a whole number from 0 to 2^53");
+	jv_free(v);
+	if (*why)
+		goto bad;
+
+	static const char *const times[] = { "done_at", "replay_from" };
+	for (size_t i = 0; i < sizeof times / sizeof *times && !*why; i++) {
+		struct ts t;
+		v = json_field(st, times[i]);
+		if (jv_get_kind(v) == JV_KIND_NULL)
+			st = jv_object_delete(st, jv_string(times[i]));
+		else if (jv_get_kind(v) != JV_KIND_STRING ||
+			 (size_t)jv_string_length_bytes(jv_copy(v)) != strlen(jv_string_value(v)) ||
+			 !ts_parse(jv_string_value(v), &t))
+			*why = xasprintf("%s is not an RFC 3339 time", times[i]);
+		jv_free(v);
+	}
 	if (*why)
 		goto bad;
 

@@ -9,6 +9,11 @@
  * {
  *   "workspace_id": "<uuid>",          (the Go client's field)
  *   "last_since_id": "<uuid>" | "",    (the Go client's field: the saved cursor; "" or absent: none)
+ *   "done_seq": N,                     (the seq of the last done row: the cursor's, or the last
+ *                                       one before the platform forgot the cursor; absent: unknown)
+ *   "done_at": "<RFC 3339>",           (that row's created_at)
+ *   "replay_from": "<RFC 3339>",       (where the first start's window began, while no row is done:
+ *                                       a restart without a cursor reads back to it)
  *   "done_ids": ["<uuid>", ...],       (done above the cursor, this program only)
  *   "replies": [ {"id":"<row uuid>","path":"/workspaces/<uuid>/a2a|notify","body":{...}}, ... ],
  *                                       (read but not yet posted, in reading order; a new
@@ -27,7 +32,8 @@ int state_lock(const char *dir, const char *workspace_id, char **err);
 
 /* Loads and validates the state file. Returns:
  *   1  loaded: *out is an object with every field above normalised
- *      (last_since_id a string, possibly ""; done_ids and replies arrays);
+ *      (last_since_id a string, possibly ""; done_ids and replies arrays;
+ *      done_seq, done_at and replay_from checked, absent when null);
  *   0  no file: *out is a fresh object for workspace_id;
  *  -1  unreadable or invalid: *out is jv_invalid(), *err says what and where
  *      (one line, never the token). */

@@ -8,7 +8,7 @@ load helpers
 
 UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 # The keys of a message line, in the order the man page gives them.
-LINE_KEYS='["id","workspace_id","source_id","origin","method","text","parts","message_id","context_id","task_id","created_at","request"]'
+LINE_KEYS='["id","seq","workspace_id","source_id","origin","peer_name","peer_role","method","text","parts","files","message_id","context_id","delegation_id","created_at","request"]'
 # A co-process that answers every message with "echo: <text>".
 ECHO_JQ='{id, text: ("echo: " + .text)}'
 
@@ -239,54 +239,67 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	bridge_absent 'error:' "$T/err"
 }
 
-@test "message lines: every key in order, origins, text joined from parts, request kept whole" {
-	local parts peer_id canvas_id nobody_id typed_id act i
+@test "message lines: every key in order, origins, peer info, text joined from parts, request kept whole" {
+	local parts peer_id canvas_id nobody_id typed_id system_id act i
 	local -a got want
+	# The peer has a name and a role, which include=peer_info brings.
+	ctl POST /_control/workspaces "{\"id\":\"$PEER_ID\",\"name\":\"Researcher\",\"role\":\"analyst\"}" >/dev/null
 	parts='[{"kind":"text","text":"line one"},{"kind":"file","file":{"name":"a.txt","mimeType":"text/plain","uri":"https://files.example/a.txt","size":3}},{"kind":"text","text":"line two"},{"kind":"hologram","beam":{"x":1}}]'
-	peer_id=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"parts\":$parts,\"context_id\":\"ctx-1\",\"task_id\":\"task-1\"}")
+	peer_id=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"parts\":$parts,\"context_id\":\"ctx-1\",\"task_id\":\"task-1\",\"delegation\":true}")
 	canvas_id=$(queue_msgs "$WS_ID" '{"from":null,"text":"typed in the canvas"}')
 	nobody_id=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"no_body\":true}")
 	typed_id=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"key\":\"type\",\"text\":\"old sender\"}")
+	system_id=$(queue_msgs "$WS_ID" '{"source_type":"self-nudge","text":"check your inbox"}')
 	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
 	bridge_start_filter
-	wait_until 10 bridge_out_lines 4
+	wait_until 10 bridge_out_lines 5
 	act=$(activity "$WS_ID")
 	# What each line must be, key for key and in the documented key order: the peer's
-	# message (text parts joined with \n, every part kept), the canvas (no source,
-	# its whole envelope with metadata), a row without request_body (empty text and
-	# parts, request null) and parts written with "type" instead of "kind".
+	# delegation (text parts joined with \n, every part kept, a file part's uri as it
+	# came, the peer's name and role, the delegation id), the canvas (no source, its
+	# whole envelope with metadata), a row without request_body (empty text and parts,
+	# request null), parts written with "type" instead of "kind", and a turn the
+	# platform started (origin system).
 	mapfile -t want < <(jq -c -n --argjson rows "$act" --argjson parts "$parts" \
 		--arg ws "$WS_ID" --arg peer "$PEER_ID" --arg p "$peer_id" --arg c "$canvas_id" \
-		--arg n "$nobody_id" --arg t "$typed_id" '
+		--arg n "$nobody_id" --arg t "$typed_id" --arg s "$system_id" '
 		def row($id): first($rows[] | select(.id == $id));
-		def line($id; $src; $origin; $text; $parts; $ctx; $task):
+		def line($id; $src; $origin; $who; $text; $parts; $ctx; $deleg):
 			row($id) as $r
-			| {id: $id, workspace_id: $ws, source_id: $src, origin: $origin,
-			   method: "message/send", text: $text, parts: $parts,
-			   message_id: $r.request_body.params.message.messageId,
-			   context_id: $ctx, task_id: $task, created_at: $r.created_at,
+			| {id: $id, seq: $r.seq, workspace_id: $ws, source_id: $src, origin: $origin,
+			   peer_name: $who[0], peer_role: $who[1], method: "message/send", text: $text,
+			   parts: $parts, files: [], message_id: $r.request_body.params.message.messageId,
+			   context_id: $ctx, delegation_id: $deleg, created_at: $r.created_at,
 			   request: $r.request_body};
 		if (row($n) | has("request_body")) then error("the no_body row has a body") else . end
-		| line($p; $peer; "agent"; "line one\nline two"; $parts; "ctx-1"; "task-1"),
-		  line($c; null; "canvas"; "typed in the canvas";
+		| line($p; $peer; "agent"; ["Researcher", "analyst"]; "line one\nline two"; $parts; "ctx-1";
+		       row($p).request_body.params.message.messageId),
+		  line($c; null; "canvas"; [null, null]; "typed in the canvas";
 		       [{kind: "text", text: "typed in the canvas"}]; "canvas-" + $ws; null),
-		  line($n; $peer; "agent"; ""; []; null; null),
-		  line($t; $peer; "agent"; "old sender"; [{type: "text", text: "old sender"}]; null; null)')
-	[ "${#want[@]}" -eq 4 ]
+		  line($n; $peer; "agent"; ["Researcher", "analyst"]; ""; []; null; null),
+		  line($t; $peer; "agent"; ["Researcher", "analyst"]; "old sender";
+		       [{type: "text", text: "old sender"}]; null; null),
+		  line($s; null; "system"; [null, null]; "check your inbox";
+		       [{kind: "text", text: "check your inbox"}]; null; null)')
+	[ "${#want[@]}" -eq 5 ]
 	mapfile -t got < <(jq -c . "$T/out")
-	assert_eq "${#got[@]}" 4 "lines out"
-	for i in 0 1 2 3; do
+	assert_eq "${#got[@]}" 5 "lines out"
+	for i in 0 1 2 3 4; do
 		assert_eq "${got[$i]}" "${want[$i]}" "line $((i + 1))"
+		assert_eq "$(jq -c keys_unsorted <<<"${got[$i]}")" "$LINE_KEYS" "keys of line $((i + 1))"
 	done
 	# Compact: the lines are exactly what jq -c makes of them.
 	assert_eq "$(cat "$T/out")" "$(printf '%s\n' "${got[@]}")" "compact lines"
 	assert_eq "$(jq -c '.request.params.metadata.source' <<<"${got[1]}")" '"canvas_user"' "canvas metadata"
+	# The seqs the platform gave, in order; the delegation id is its messageId.
+	assert_eq "$(jq -s -c 'map(.seq) | . == sort and all(type == "number")' "$T/out")" true "seqs"
+	[ "$(jq -r .delegation_id <<<"${got[0]}")" != null ]
 
 	# Every one of them can be acked, the body-less row included: the cursor passes them all.
-	for id in "$peer_id" "$canvas_id" "$nobody_id" "$typed_id"; do
+	for id in "$peer_id" "$canvas_id" "$nobody_id" "$typed_id" "$system_id"; do
 		bridge_reply "{\"id\":\"$id\"}"
 	done
-	wait_until 10 bridge_cursor_is "$typed_id"
+	wait_until 10 bridge_cursor_is "$system_id"
 	assert_eq "$(bridge_state '.done_ids')" '[]' "done_ids once the cursor passed them"
 	assert_eq "$(bridge_count a2a) $(bridge_count notify)" "0 0" "posts for acks"
 	bridge_absent 'error:' "$T/err"
@@ -338,8 +351,8 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 }
 
 @test "cold start: a backlog of 300 in the window is replayed whole, in order" {
-	# The replay comes newest first and cannot be paged back: a short page
-	# would drop the oldest messages of the window for good.
+	# The replay comes newest first: a short page would drop the oldest messages
+	# of the window for good.
 	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"count\":300,\"text\":\"m {n}\",\"age_secs\":5}" >/dev/null
 	export MOLECULE_WORKSPACE_TOKEN=$WS_TOKEN
 	bridge_run --since-secs 30 --once -- \
@@ -420,6 +433,7 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	# The first register carried no token; everything after it carries the new one.
 	assert_eq "$(posts "" "$WS_ID" | jq -c '[.[] | {kind, status, authorization: .headers.authorization}] | unique')" \
 		"$(jq -c -n --arg a "Bearer $token" '[{kind: "a2a", status: 200, authorization: $a},
+			{kind: "ack", status: 200, authorization: $a},
 			{kind: "heartbeat", status: 200, authorization: $a},
 			{kind: "register", status: 200, authorization: null}] | unique')" "posts of the first run"
 	assert_eq "$(bridge_count a2a)" 1 "a2a posts"
@@ -435,11 +449,11 @@ def masked: if (.id | uuidish) then .id = "UUID" else . end
 	bridge_absent "$token" "$T/run.err" "$T/run.out"
 }
 
-@test "a refused token at start: exit 1, one error line naming 401 and the token, no secret" {
+@test "a refused token at start: exit 2 (a configuration error), one error line naming 401 and the token, no secret" {
 	local secret=wrongTokenValue-Zq81xPLmN0vB7cY3kR5tW9eH2jD4fG6aS8uI1oE line
 	export MOLECULE_WORKSPACE_TOKEN=$secret
 	bridge_run
-	assert_eq "$RUN_STATUS" 1 "exit status"
+	assert_eq "$RUN_STATUS" 2 "exit status"
 	assert_eq "$(grep -c 'molecule-connect: error:' "$T/run.err")" 1 "error lines"
 	line=$(grep 'molecule-connect: error:' "$T/run.err")
 	[[ "$line" == *401* ]] || { echo "no 401 in: $line"; return 1; }

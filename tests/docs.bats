@@ -97,8 +97,8 @@ man_section() { # title
 @test "OUTPUT documents every field of a message line" {
 	local section
 	section=$(man_section OUTPUT)
-	for field in id workspace_id source_id origin method text parts message_id \
-		context_id task_id created_at request; do
+	for field in id seq workspace_id source_id origin peer_name peer_role method text parts \
+		files message_id context_id delegation_id created_at request; do
 		printf '%s\n' "$section" | grep -qF "\"$field\"" || { echo "field $field missing"; return 1; }
 	done
 }

@@ -115,7 +115,7 @@ exec_error_heartbeat() {
 
 @test "--exec environment: workspace, caller, message, task, context, method; never the token" {
 	local peer_msg canvas_msg
-	peer_msg=$(exec_queue "$PEER_ID" one '"task_id":"task-7","context_id":"ctx-9","method":"message/stream"')
+	peer_msg=$(exec_queue "$PEER_ID" one '"task_id":"task-7","context_id":"ctx-9"')
 	canvas_msg=$(exec_queue null two)
 	# EXEC_DIR reaches the command through the bridge's environment.
 	EXEC_DIR=$T exec_start_bridge --exec 'env >"$EXEC_DIR/env.$MOLECULE_MESSAGE_ID"; echo ok' "$WS_ID"
@@ -127,7 +127,7 @@ exec_error_heartbeat() {
 	grep -qx "MOLECULE_MESSAGE_ID=$peer_msg" "$e"
 	grep -qx "MOLECULE_TASK_ID=task-7" "$e"
 	grep -qx "MOLECULE_CONTEXT_ID=ctx-9" "$e"
-	grep -qx "MOLECULE_METHOD=message/stream" "$e"
+	grep -qx "MOLECULE_METHOD=message/send" "$e"
 	e="$T/env.$canvas_msg"
 	grep -qx "MOLECULE_WORKSPACE_ID=$WS_ID" "$e"
 	grep -qx "MOLECULE_CALLER_ID=" "$e"

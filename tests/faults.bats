@@ -141,11 +141,11 @@ faults_state_has() {
 	assert_eq "$BR_STATUS" 0
 }
 
-@test "400 on register: exit 1 with an error line" {
+@test "400 on register: exit 2 (a configuration error) with an error line" {
 	fault '{"endpoint":"register","status":400,"body":{"error":"invalid request body"}}'
 	run timeout 20 "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 \
 		--heartbeat 1 "$WS_ID" -- jq -c --unbuffered '{id}'
-	[ "$status" -eq 1 ] || { echo "status $status: $output"; return 1; }
+	[ "$status" -eq 2 ] || { echo "status $status: $output"; return 1; }
 	[[ "$output" == *"molecule-connect: error: "*400* ]] || { echo "$output"; return 1; }
 	assert_eq "$(posts register | jq -r 'map(.status) | join(" ")')" "400" "one register attempt"
 	assert_eq "$(posts heartbeat | jq length)" 0 "heartbeats"

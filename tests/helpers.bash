@@ -338,6 +338,93 @@ kill_pids() {
 	done
 }
 
+# ---- bridges by tag: $T/TAG.out, $T/TAG.err, $T/TAG.seen ----
+
+# tagged_setup: bridge_setup, the state in $SD, the echo handler; tagged_teardown
+# ends what the tagged_* functions started and fails on a sanitizer report in any
+# $T/*.err.
+tagged_setup() {
+	bridge_setup
+	SD=$T/state
+	TAGGED_PIDS=()
+	TAGGED_FIFO_OPEN=
+	echo_handler
+}
+
+tagged_teardown() {
+	local rc=0
+	kill_pids "${TAGGED_PIDS[@]}"
+	[ -z "$TAGGED_FIFO_OPEN" ] || exec 5>&-
+	if grep -Eqs 'Sanitizer|runtime error:' "$T"/*.err; then
+		grep -Es 'Sanitizer|runtime error:' "$T"/*.err | head -n 20 >&2
+		rc=1
+	fi
+	fake_stop || rc=1
+	return "$rc"
+}
+
+# tagged_filter TAG [OPTIONS...]: the bridge for WS_ID in filter mode in the
+# background: messages to $T/TAG.out, replies read from the FIFO $T/TAG.in (fd 5
+# holds it open: write them with tagged_reply, close it with tagged_close), logs to
+# $T/TAG.err. Sets BR_PID.
+tagged_filter() {
+	local tag=$1
+	shift
+	rm -f "$T/$tag.in"
+	mkfifo "$T/$tag.in"
+	exec 5<>"$T/$tag.in"
+	TAGGED_FIFO_OPEN=1
+	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 "$@" \
+		"$WS_ID" <"$T/$tag.in" >"$T/$tag.out" 2>"$T/$tag.err" 3>&- 5>&- &
+	BR_PID=$!
+	TAGGED_PIDS+=("$BR_PID")
+}
+
+tagged_reply() {
+	printf '%s\n' "$1" >&5
+}
+
+tagged_close() {
+	exec 5>&-
+	TAGGED_FIFO_OPEN=
+}
+
+# tagged_coproc TAG [OPTIONS...]: the bridge in the background with the echo handler
+# as co-process (it answers "h:<text>" and logs message lines to $T/TAG.seen). Sets
+# BR_PID.
+tagged_coproc() {
+	local tag=$1
+	shift
+	: >"$T/$tag.seen"
+	"$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 "$@" \
+		"$WS_ID" -- sh "$T/echo.sh" "$T/$tag.seen" </dev/null >"$T/$tag.out" 2>"$T/$tag.err" 3>&- &
+	BR_PID=$!
+	TAGGED_PIDS+=("$BR_PID")
+}
+
+# tagged_once TAG [OPTIONS...] [-- COMMAND...]: a --once run in the foreground (bounded
+# by timeout 60), the echo handler as co-process unless a command is given. Status
+# in RUN_STATUS.
+tagged_once() {
+	local tag=$1 args=() cmd=()
+	shift
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		args+=("$1")
+		shift
+	done
+	if [ $# -gt 0 ]; then
+		shift
+		cmd=("$@")
+	else
+		cmd=(sh "$T/echo.sh" "$T/$tag.seen")
+	fi
+	: >"$T/$tag.seen"
+	RUN_STATUS=0
+	timeout 60 "$MC_BIN" --api-url "$FAKE_URL" --state-dir "$SD" --interval 0.05 --heartbeat 1 \
+		--once "${args[@]}" "$WS_ID" -- "${cmd[@]}" </dev/null >"$T/$tag.out" 2>"$T/$tag.err" 3>&- ||
+		RUN_STATUS=$?
+}
+
 # ---- the fake platform's event stream ----
 
 # sse_streams WS N: the fake platform has N event streams of WS open.

@@ -106,16 +106,16 @@ hostile_snapshot() {
 
 # hostile_unexpected_requests: the requests the bridge made that are none of the
 # platform's own (register, heartbeat, a2a to the peer, activity of WS_ID after a cursor
-# the platform handed out or a time window, WS_ID's event stream), one "METHOD PATH" a line.
+# the platform handed out or a time window, its acknowledgement, WS_ID's event stream), one "METHOD PATH" a line.
 hostile_unexpected_requests() {
 	local ids
 	ids=$(activity "$WS_ID" | jq -c '[.[].id]') || return 1
 	hostile_requests --argjson ids "$ids" '.[] | (.path | [match("since_id=(.*)$").captures[0].string] | first) as $c |
 		select((
 			(.method == "POST" and (.path == "/registry/register" or .path == "/registry/heartbeat"
-				or .path == "/workspaces/'"$PEER_ID"'/a2a"))
+				or .path == "/workspaces/'"$PEER_ID"'/a2a" or .path == "/workspaces/'"$WS_ID"'/activity/ack"))
 			or (.method == "GET"
-				and (.path | test("^/workspaces/'"$WS_ID"'/activity[?]type=a2a_receive&limit=[0-9]+&(since_secs=[0-9]+|since_id=[0-9a-f-]{36})$"))
+				and (.path | test("^/workspaces/'"$WS_ID"'/activity[?]type=a2a_receive&include=peer_info&limit=[0-9]+&(since_secs=[0-9]+(&before_ts=[0-9T:.Z-]+)?|since_id=[0-9a-f-]{36})$"))
 				and ($c == null or ($ids | index($c)) != null))
 			or (.method == "GET" and .path == "/workspaces/'"$WS_ID"'/events/stream")
 		) | not) | "\(.method) \(.path)"' 2>&1

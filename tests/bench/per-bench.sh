@@ -16,9 +16,10 @@
 #    Wall time from the bridge's start to the last reply accepted, claude starts, and
 #    starts per message. BENCH_SKIP_CLAUDE=1 leaves this part out.
 # 2. A C echo handler (tests/bench/mcbench echo) with --per peer --max-procs
-#    BENCH_MAX_PROCS (8) across BENCH_PEERS (100) conversations, for 1,000 and then
-#    BENCH_ECHO_MESSAGES (10,000) messages: the bridge's peak RSS (VmHWM), and the most
-#    children and descriptors it had, sampled every 20 ms.
+#    BENCH_MAX_PROCS (8) across BENCH_PEERS (100) conversations, one bridge run for
+#    each of BENCH_ECHO_COUNTS ("1000 10000 20000") messages: the bridge's peak RSS
+#    (VmHWM), and the most children and descriptors it had, sampled every 20 ms. The
+#    same peak for 10,000 and 20,000 messages is what says nothing leaks.
 #
 # Both parts poll every 0.1 s with a 256-message window, so what is measured is the
 # handlers, not the fetch schedule. BENCH_KEEP=1 keeps the work directory.
@@ -35,7 +36,7 @@ convs=${BENCH_CONVERSATIONS:-8}
 per_conv=${BENCH_MESSAGES:-4}
 turn_secs=${BENCH_TURN_SECS:-1}
 peers_n=${BENCH_PEERS:-100}
-echo_n=${BENCH_ECHO_MESSAGES:-10000}
+echo_counts=${BENCH_ECHO_COUNTS:-1000 10000 20000}
 max_procs=${BENCH_MAX_PROCS:-8}
 for f in "$mc" "$fake" "$tool"; do
 	[ -x "$f" ] || { echo "no $f: make bench-per builds it" >&2; exit 1; }
@@ -215,15 +216,24 @@ echo_part() {
 	echo "mcbench echo through molecule-connect --per peer --max-procs $max_procs: $peers_n conversations" \
 		"(peers), messages queued round robin in chunks of 10"
 	echo
-	echo "| messages | wall s | msg/s | peak RSS kB | RSS at end kB | most children | most descriptors |"
-	echo "|---|---|---|---|---|---|---|"
+	# The handler through a shell that counts its starts: a conversation closed to make
+	# room for another is started again for its next messages.
+	cat >"$work/echo" <<-EOF
+		#!/bin/sh
+		echo >>"$work/echo.starts"
+		exec "$tool" echo
+	EOF
+	chmod +x "$work/echo"
+	echo "| messages | wall s | msg/s | handler starts | peak RSS kB | RSS at end kB | most children | most descriptors |"
+	echo "|---|---|---|---|---|---|---|---|"
 	local n
-	for n in 1000 "$echo_n"; do
+	for n in $echo_counts; do
 		fake_up
 		setup_ws "$peers_n"
 		"$tool" queue --url "$url" --ws "$WS" --peers "$PEERS" --count "$n" --chunk 10 ||
 			die "cannot queue $n messages"
-		bridge --per peer --max-procs "$max_procs" "$WS" -- "$tool" echo
+		: >"$work/echo.starts"
+		bridge --per peer --max-procs "$max_procs" "$WS" -- "$work/echo"
 		: >"$work/samples"
 		sample "$bridge_pid" "$work/samples" &
 		sampler_pid=$!
@@ -236,8 +246,8 @@ echo_part() {
 		wait "$sampler_pid" 2>/dev/null || true
 		sampler_pid=""
 		fake_down
-		printf '| %d | %s | %d | %d | %d | %d | %d |\n' "$n" "$(secs "$ms")" $((n * 1000 / (ms > 0 ? ms : 1))) \
-			"$(jq .hwm_kb <<<"$out")" "$(jq .rss_kb <<<"$out")" \
+		printf '| %d | %s | %d | %d | %d | %d | %d | %d |\n' "$n" "$(secs "$ms")" $((n * 1000 / (ms > 0 ? ms : 1))) \
+			"$(wc -l <"$work/echo.starts")" "$(jq .hwm_kb <<<"$out")" "$(jq .rss_kb <<<"$out")" \
 			"$(awk '$1 > m { m = $1 } END { print m + 0 }' "$work/samples")" \
 			"$(awk '$2 > m { m = $2 } END { print m + 0 }' "$work/samples")"
 	done

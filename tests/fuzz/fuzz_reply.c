@@ -84,7 +84,8 @@ static void handle_line(const char *line, size_t len)
 		free(parts_text(r.parts));
 		jv_free(parts_text_jv(r.parts));
 		/* A peer's reply and a canvas reply, as answer() builds them. */
-		check_body(platform_a2a_body(jv_copy(r.parts), "ctx-1", NULL));
+		check_body(platform_a2a_body(jv_copy(r.parts), "ctx-1", "3f0c7c1e-2d4b-4f6a-9a57-8b1e2c3d4e5f",
+					     "6a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"));
 		check_body(platform_notify_body(jv_copy(r.parts)));
 		break;
 	case REPLY_ERROR:
@@ -95,6 +96,13 @@ static void handle_line(const char *line, size_t len)
 		break;
 	case REPLY_ACK:
 		CHECK(r.id != NULL);
+		break;
+	case REPLY_SEND:
+		/* A new message: no id, parts to post, "to" a peer's UUID or the canvas. */
+		CHECK(r.id == NULL);
+		CHECK(jv_get_kind(r.parts) == JV_KIND_ARRAY && jv_array_length(jv_copy(r.parts)) > 0);
+		CHECK(r.to == NULL || uuid_valid(r.to));
+		check_body(platform_a2a_body(jv_copy(r.parts), r.context_id, NULL, "6a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d"));
 		break;
 	}
 	reply_free(&r);

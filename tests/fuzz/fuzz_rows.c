@@ -35,16 +35,25 @@ static bool is_string_or_null(jv obj, const char *key)
 static void check_line(jv line /* consumed */)
 {
 	CHECK(jv_get_kind(line) == JV_KIND_OBJECT);
-	static const char *keys[] = { "id", "workspace_id", "source_id", "origin", "method", "text",
-				      "parts", "message_id", "context_id", "task_id", "created_at", "request" };
-	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
-		CHECK(jv_object_has(jv_copy(line), jv_string(keys[i])));
+	static const char *keys[] = { "id", "seq", "workspace_id", "source_id", "origin", "peer_name",
+				      "peer_role", "method", "text", "parts", "files", "message_id",
+				      "context_id", "delegation_id", "created_at", "request" };
+	/* Every key, in the documented order. */
+	jv have = jv_keys_unsorted(jv_copy(line));
+	CHECK(jv_array_length(jv_copy(have)) == (int)(sizeof keys / sizeof *keys));
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+		jv k = jv_array_get(jv_copy(have), (int)i);
+		CHECK(jv_get_kind(k) == JV_KIND_STRING && strcmp(jv_string_value(k), keys[i]) == 0);
+		jv_free(k);
+	}
+	jv_free(have);
 	jv id = jv_object_get(jv_copy(line), jv_string("id"));
 	CHECK(jv_get_kind(id) == JV_KIND_STRING && uuid_valid(jv_string_value(id)));
 	jv_free(id);
 	jv origin = jv_object_get(jv_copy(line), jv_string("origin"));
 	CHECK(jv_get_kind(origin) == JV_KIND_STRING);
-	CHECK(strcmp(jv_string_value(origin), "canvas") == 0 || strcmp(jv_string_value(origin), "agent") == 0);
+	CHECK(strcmp(jv_string_value(origin), "canvas") == 0 || strcmp(jv_string_value(origin), "agent") == 0 ||
+	      strcmp(jv_string_value(origin), "system") == 0);
 	jv_free(origin);
 	jv text = jv_object_get(jv_copy(line), jv_string("text"));
 	CHECK(jv_get_kind(text) == JV_KIND_STRING);
@@ -55,8 +64,15 @@ static void check_line(jv line /* consumed */)
 	CHECK(is_string_or_null(line, "source_id"));
 	CHECK(is_string_or_null(line, "method"));
 	CHECK(is_string_or_null(line, "context_id"));
-	CHECK(is_string_or_null(line, "task_id"));
+	CHECK(is_string_or_null(line, "delegation_id"));
+	CHECK(is_string_or_null(line, "peer_name"));
+	CHECK(is_string_or_null(line, "peer_role"));
 	CHECK(is_string_or_null(line, "created_at"));
+	jv seq = jv_object_get(jv_copy(line), jv_string("seq"));
+	CHECK(jv_get_kind(seq) == JV_KIND_NULL || rows_seq_number(seq) >= 0);
+	jv_free(seq);
+	jv files = jv_object_get(jv_copy(line), jv_string("files"));
+	CHECK(jv_get_kind(files) == JV_KIND_ARRAY && jv_array_length(files) == 0);
 
 	/* What goes on stdout: one compact line that reads back as an object. */
 	jv dumped = jv_dump_string(line, 0);
@@ -67,35 +83,19 @@ static void check_line(jv line /* consumed */)
 	jv_free(dumped);
 }
 
-/* The sort key rows_sort uses: created_at when it is a string. */
-static jv created_at(jv row /* not consumed */)
-{
-	if (jv_get_kind(row) != JV_KIND_OBJECT)
-		return jv_null();
-	jv v = jv_object_get(jv_copy(row), jv_string("created_at"));
-	if (jv_get_kind(v) != JV_KIND_STRING) {
-		jv_free(v);
-		return jv_null();
-	}
-	return v;
-}
-
 static void check_sorted(jv rows /* not consumed */, int n_in)
 {
 	int n = jv_array_length(jv_copy(rows));
 	CHECK(n == n_in);
-	jv prev = jv_null();
+	struct row_key prev = { .has_at = false, .seq = -1 };
 	for (int i = 0; i < n; i++) {
 		jv row = jv_array_get(jv_copy(rows), i);
-		jv cur = created_at(row);
+		struct row_key cur = rows_key(row);
 		jv_free(row);
-		if (jv_get_kind(prev) == JV_KIND_STRING)
-			CHECK(jv_get_kind(cur) == JV_KIND_STRING &&
-			      rows_timestamp_cmp(jv_string_value(prev), jv_string_value(cur)) <= 0);
-		jv_free(prev);
+		if (i > 0)
+			CHECK(rows_key_cmp(&prev, &cur) <= 0);
 		prev = cur;
 	}
-	jv_free(prev);
 }
 
 static int count_state(struct inbox *ib, enum msg_state st)
@@ -217,7 +217,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char *path, *body;
 			if (m->source_id) {
 				path = xasprintf("/workspaces/%s/a2a", m->source_id);
-				body = platform_a2a_body(parts, m->context_id, m->task_id);
+				body = platform_a2a_body(parts, m->context_id, NULL, "6a1b2c3d-4e5f-5a6b-8c7d-9e0f1a2b3c4d");
 			} else {
 				path = xasprintf("/workspaces/%s/notify", own_id);
 				body = platform_notify_body(parts);

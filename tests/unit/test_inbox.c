@@ -41,6 +41,13 @@ static jv fresh(void)
 	return jv_parse("{\"workspace_id\":\"" OWN "\",\"last_since_id\":\"\",\"done_ids\":[],\"replies\":[]}");
 }
 
+static void formats(struct ts t, char *out)
+{
+	char tmp[TS_TEXT_MAX];
+	ts_format(t, tmp);
+	strcpy(out, tmp);
+}
+
 static const char *str(jv st, const char *key, char *buf, size_t n)
 {
 	jv v = jv_object_get(jv_copy(st), jv_string(key));
@@ -48,6 +55,130 @@ static const char *str(jv st, const char *key, char *buf, size_t n)
 	snprintf(buf, n, "%s", jv_string_value(d));
 	jv_free(d);
 	return buf;
+}
+
+/* A row of the platform version 2: seq and a time of its own. */
+static jv row2(const char *id, int seq, const char *at, const char *source, const char *method)
+{
+	jv r = row(id, source, method);
+	r = jv_object_set(r, jv_string("seq"), jv_number(seq));
+	return jv_object_set(r, jv_string("created_at"), jv_string(at));
+}
+
+static const char *v2ids[] = {
+	"dddddddd-0000-4000-8000-000000000001", "dddddddd-0000-4000-8000-000000000002",
+	"dddddddd-0000-4000-8000-000000000003", "dddddddd-0000-4000-8000-000000000004",
+	"dddddddd-0000-4000-8000-000000000005", "dddddddd-0000-4000-8000-000000000006",
+};
+
+static void hand_out_and_ack(struct inbox *ib, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct message *m = inbox_next_queued(ib, 0);
+		if (!m)
+			return;
+		inbox_open(ib, m, 0);
+		inbox_done(ib, m);
+	}
+}
+
+static void test_v2(void)
+{
+	char b1[512];
+	jv st = fresh();
+	struct inbox *ib = inbox_new(OWN, st);
+	struct ts anchor;
+	ok(!inbox_replay_anchor(ib, &anchor), "a first start has no anchor");
+	struct ts from;
+	ts_parse("2026-04-30T10:00:00Z", &from);
+	inbox_set_replay_from(ib, from);
+	ok(inbox_replay_anchor(ib, &anchor) && ts_cmp(anchor, from) == 0, "the first start's window is the anchor");
+	ok(inbox_dirty(ib), "and it is to be saved");
+	st = inbox_state(ib, st);
+	is_str(str(st, "replay_from", b1, sizeof b1), "2026-04-30T10:00:00Z", "saved as replay_from");
+	is_int(inbox_saved(ib), -1, "nothing done: nothing to acknowledge");
+	inbox_free(ib);
+
+	/* A restart that still has no cursor reads back to it. */
+	ib = inbox_new(OWN, st);
+	ok(inbox_replay_anchor(ib, &anchor) && ts_cmp(anchor, from) == 0, "the anchor survives a restart");
+
+	/* What each row is: only messages are queued; the cursor passes the rest. */
+	jv rows = jv_array();
+	rows = jv_array_append(rows, row2(v2ids[0], 10, "2026-04-30T10:01:00Z", PEER, "message/send"));
+	rows = jv_array_append(rows, row2(v2ids[1], 11, "2026-04-30T10:01:00Z", PEER, "delegate_result"));
+	rows = jv_array_append(rows, row2(v2ids[2], 12, "2026-04-30T10:01:00Z", OWN, "message/send"));
+	rows = jv_array_append(rows, row2(v2ids[3], 13, "2026-04-30T10:01:01Z", PEER, "tasks/get"));
+	rows = jv_array_append(rows, row2(v2ids[4], 14, "2026-04-30T10:01:02Z", NULL, "chat_upload_receive"));
+	rows = jv_array_append(rows, row2(v2ids[5], 15, "2026-04-30T10:01:03Z", PEER, "message/send"));
+	is_int(inbox_add_rows(ib, rows), 3, "two messages and an upload queued");
+	is_int(inbox_uploads_waiting(ib), 1, "the upload waits for its file");
+	struct message *m = inbox_next_queued(ib, 0);
+	ok(m && strcmp(m->id, v2ids[0]) == 0, "the first message");
+	is_str(m->task_id, "t1", "the request's task id kept in memory");
+	inbox_open(ib, m, 0);
+	inbox_done(ib, m);
+	is_str(inbox_cursor(ib), v2ids[3], "the cursor passes own traffic and what cannot be served");
+	m = inbox_next_queued(ib, 0);
+	ok(m && strcmp(m->id, v2ids[5]) == 0, "the upload is passed over while its file is not there");
+	inbox_open(ib, m, 0);
+	inbox_done(ib, m);
+	is_int(inbox_done_count(ib), 2, "two handed out and done");
+	is_str(inbox_cursor(ib), v2ids[3], "the cursor waits for the upload");
+	struct message *up = inbox_find(ib, v2ids[4]);
+	inbox_upload_ready(ib, up);
+	is_int(inbox_uploads_waiting(ib), 0, "the file is there");
+	ok(inbox_next_queued(ib, 0) == up, "then the upload is handed out");
+
+	/* The last done row, and the seq to acknowledge. */
+	st = inbox_state(ib, st);
+	is_str(str(st, "done_at", b1, sizeof b1), "2026-04-30T10:01:01Z", "done_at: the cursor row's time");
+	is_str(str(st, "done_seq", b1, sizeof b1), "13", "done_seq: the cursor row's seq");
+	ok(!jv_object_has(jv_copy(st), jv_string("replay_from")), "replay_from gone once a row is done");
+	is_int(inbox_saved(ib), 13, "acknowledged up to the cursor row");
+	inbox_open(ib, up, 0);
+	inbox_done(ib, up);
+	is_int(inbox_done_count(ib), 3, "three done");
+	st = inbox_state(ib, st);
+	is_int(inbox_saved(ib), 15, "all done: up to the last row");
+	inbox_free(ib);
+
+	/* A row that committed late (a lower seq after the cursor) holds the ack back. */
+	jv st2 = fresh();
+	ib = inbox_new(OWN, st2);
+	rows = jv_array();
+	rows = jv_array_append(rows, row2(v2ids[0], 20, "2026-04-30T10:02:00Z", PEER, "message/send"));
+	rows = jv_array_append(rows, row2(v2ids[1], 18, "2026-04-30T10:02:01Z", PEER, "message/send"));
+	rows = jv_array_append(rows, row2(v2ids[2], 22, "2026-04-30T10:02:02Z", PEER, "message/send"));
+	inbox_add_rows(ib, rows);
+	hand_out_and_ack(ib, 1);
+	st2 = inbox_state(ib, st2);
+	is_int(inbox_saved(ib), 17, "below the undone row with seq 18");
+	inbox_free(ib);
+	jv_free(st2);
+
+	/* A restart whose cursor is gone (410): rows up to the last done one, and
+	 * done ids, are not handed out again. */
+	st = jv_object_set(st, jv_string("last_since_id"), jv_string(""));
+	st = jv_object_set(st, jv_string("done_seq"), jv_number(13));
+	st = jv_object_set(st, jv_string("done_at"), jv_string("2026-04-30T10:01:01Z"));
+	st = jv_object_set(st, jv_string("done_ids"), jv_parse("[\"dddddddd-0000-4000-8000-000000000006\"]"));
+	ib = inbox_new(OWN, st);
+	ok(inbox_replay_anchor(ib, &anchor), "a restart after a 410 has an anchor");
+	formats(anchor, b1);
+	is_str(b1, "2026-04-30T09:51:01Z", "ten minutes before the last done row");
+	struct row_key floor;
+	ok(inbox_floor(ib, &floor) && floor.seq == 13, "the floor is the last done row");
+	rows = jv_array();
+	rows = jv_array_append(rows, row2(v2ids[0], 10, "2026-04-30T10:01:00Z", PEER, "message/send"));
+	rows = jv_array_append(rows, row2(v2ids[3], 13, "2026-04-30T10:01:01Z", PEER, "message/send"));
+	rows = jv_array_append(rows, row2(v2ids[4], 14, "2026-04-30T10:01:01Z", PEER, "message/send"));
+	rows = jv_array_append(rows, row2(v2ids[5], 15, "2026-04-30T10:01:03Z", PEER, "message/send"));
+	is_int(inbox_add_rows(ib, rows), 1, "only the row after the last done one, not done since, is new");
+	m = inbox_next_queued(ib, 0);
+	ok(m && strcmp(m->id, v2ids[4]) == 0, "the same time with a higher seq is not done");
+	inbox_free(ib);
+	jv_free(st);
 }
 
 int main(void)
@@ -89,7 +220,15 @@ int main(void)
 	inbox_answer(ib, m3, xstrdup("/workspaces/" PEER "/a2a"), xstrdup("{\"x\":1}"));
 	is_int(inbox_unsaved_replies(ib), 1, "a reply read is unsaved");
 	st = inbox_state(ib, st);
+	/* The state is built, but the file is not written yet (or its save fails):
+	 * nothing counts as saved. */
+	is_int(inbox_unsaved_replies(ib), 1, "built, not saved: the reply still counts as unsaved");
+	ok(inbox_dirty(ib), "built, not saved: still dirty");
+	st = inbox_state(ib, st);
+	is_int(inbox_unsaved_replies(ib), 1, "a second attempt does not clear it either");
+	is_int(inbox_saved(ib), -1, "saved: no seq to acknowledge (the rows have none)");
 	is_int(inbox_unsaved_replies(ib), 0, "saved with the state");
+	ok(!inbox_dirty(ib), "saved: clean");
 	is_str(str(st, "replies", b1, sizeof b1),
 	       "[{\"id\":\"aaaaaaaa-0000-4000-8000-000000000003\",\"path\":\"/workspaces/" PEER "/a2a\",\"body\":{\"x\":1}}]",
 	       "unposted reply saved with its path and body");
@@ -141,6 +280,8 @@ int main(void)
 	is_int(inbox_next_due(ib, 1000), 4000, "due time reported");
 	inbox_free(ib);
 	jv_free(st);
+
+	test_v2();
 
 	/* Bodies. */
 	char *hb = platform_heartbeat_body(OWN, &(struct heartbeat_info){ .uptime_seconds = 3, .active_tasks = 2, .error_rate = 0.5, .current_task = "x" });

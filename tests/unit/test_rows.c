@@ -85,12 +85,13 @@ static void test_rows_message(void)
 		"'error_detail':null,'created_at':'" TS "','request_body':{'jsonrpc':'2.0','id':'rpc-1',"
 		"'method':'message/send','params':{'message':{'role':'user','messageId':'m-1','parts':"
 		"[{'kind':'text','text':'hello'},{'kind':'text','text':'world'}]},'metadata':{'history':[]}}}}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
-		"'method':'message/send','text':'hello\\nworld','parts':[{'kind':'text','text':'hello'},"
-		"{'kind':'text','text':'world'}],'message_id':'m-1','context_id':null,'task_id':null,"
-		"'created_at':'" TS "','request':{'jsonrpc':'2.0','id':'rpc-1','method':'message/send',"
-		"'params':{'message':{'role':'user','messageId':'m-1','parts':[{'kind':'text','text':'hello'},"
-		"{'kind':'text','text':'world'}]},'metadata':{'history':[]}}}}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':'message/send','text':'hello\\nworld',"
+		"'parts':[{'kind':'text','text':'hello'},{'kind':'text','text':'world'}],'files':[],"
+		"'message_id':'m-1','context_id':null,'delegation_id':null,'created_at':'" TS "',"
+		"'request':{'jsonrpc':'2.0','id':'rpc-1','method':'message/send',"
+		"'params':{'message':{'role':'user','messageId':'m-1','parts':[{'kind':'text',"
+		"'text':'hello'},{'kind':'text','text':'world'}]},'metadata':{'history':[]}}}}",
 		"canvas row: the whole shape, keys in order");
 
 	message_is(
@@ -99,74 +100,82 @@ static void test_rows_message(void)
 		"{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}]}}},"
 		"'created_at':'" TS "','method':'message/send','source_id':'" PEER "','id':'" ROW "',"
 		"'workspace_id':'44444444-4444-4444-8444-444444444444'}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':'" PEER "','origin':'agent',"
-		"'method':'message/send','text':'see file','parts':[{'kind':'file','file':{'name':'a.txt','uri':'u'}},"
-		"{'kind':'text','text':'see file'},{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}],"
-		"'message_id':'m-2','context_id':'c-7','task_id':'t-9','created_at':'" TS "',"
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':'" PEER "','origin':'agent',"
+		"'peer_name':null,'peer_role':null,'method':'message/send','text':'see file',"
+		"'parts':[{'kind':'file','file':{'name':'a.txt','uri':'u'}},{'kind':'text',"
+		"'text':'see file'},{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}],"
+		"'files':[],'message_id':'m-2','context_id':'c-7','delegation_id':null,'created_at':'" TS "',"
 		"'request':{'params':{'message':{'taskId':'t-9','contextId':'c-7','messageId':'m-2',"
-		"'parts':[{'kind':'file','file':{'name':'a.txt','uri':'u'}},{'kind':'text','text':'see file'},"
-		"{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}]}}}}",
+		"'parts':[{'kind':'file','file':{'name':'a.txt','uri':'u'}},{'kind':'text',"
+		"'text':'see file'},{'kind':'video','frames':[1,2]},{'kind':'data','data':{'k':true}}]}}}}",
 		"peer row (keys shuffled in the row): agent origin, ids carried, unknown part kinds kept");
 
 	message_is(
 		"{'id':'" ROW "','source_id':'" PEER "','method':'message/send','created_at':'" TS "'}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':'" PEER "','origin':'agent',"
-		"'method':'message/send','text':'','parts':[],'message_id':null,'context_id':null,"
-		"'task_id':null,'created_at':'" TS "','request':null}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':'" PEER "','origin':'agent',"
+		"'peer_name':null,'peer_role':null,'method':'message/send','text':'','parts':[],'files':[],"
+		"'message_id':null,'context_id':null,'delegation_id':null,'created_at':'" TS "','request':null}",
 		"row without request_body: empty text, no parts, request null");
 
 	message_is(
 		"{'id':'" ROW "','source_id':null,'request_body':{'params':{'message':{'parts':"
 		"[{'type':'text','text':'old'},{'type':'text','text':'style'}]}}}}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
-		"'text':'old\\nstyle','parts':[{'type':'text','text':'old'},{'type':'text','text':'style'}],"
-		"'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
-		"'request':{'params':{'message':{'parts':[{'type':'text','text':'old'},{'type':'text','text':'style'}]}}}}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':null,'text':'old\\nstyle','parts':[{'type':'text',"
+		"'text':'old'},{'type':'text','text':'style'}],'files':[],'message_id':null,'context_id':null,"
+		"'delegation_id':null,'created_at':null,'request':{'params':{'message':{'parts':[{'type':'text',"
+		"'text':'old'},{'type':'text','text':'style'}]}}}}",
 		"parts with \"type\" give text; missing method, created_at and source_id are null");
 
 	message_is(
 		"{'id':'" ROW "','source_id':null,'request_body':'junk'}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
-		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
-		"'request':'junk'}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':null,'text':'','parts':[],'files':[],"
+		"'message_id':null,'context_id':null,'delegation_id':null,'created_at':null,'request':'junk'}",
 		"request_body not an object: kept as request, nothing else taken from it");
 
 	message_is(
 		"{'id':'" ROW "','source_id':null,'request_body':{'jsonrpc':'2.0','method':'message/send'}}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
-		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':null,'text':'','parts':[],'files':[],"
+		"'message_id':null,'context_id':null,'delegation_id':null,'created_at':null,"
 		"'request':{'jsonrpc':'2.0','method':'message/send'}}",
 		"params missing");
 
 	message_is(
 		"{'id':'" ROW "','source_id':null,'request_body':{'params':{'message':'hi'}}}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
-		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':null,'text':'','parts':[],'files':[],"
+		"'message_id':null,'context_id':null,'delegation_id':null,'created_at':null,"
 		"'request':{'params':{'message':'hi'}}}",
 		"params.message not an object");
 
 	message_is(
 		"{'id':'" ROW "','source_id':null,'method':7,'created_at':12345,'request_body':{'params':"
 		"{'message':{'parts':{'kind':'text','text':'x'},'messageId':5,'contextId':{},'taskId':[]}}}}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
-		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
-		"'request':{'params':{'message':{'parts':{'kind':'text','text':'x'},'messageId':5,'contextId':{},'taskId':[]}}}}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':null,'text':'','parts':[],'files':[],"
+		"'message_id':null,'context_id':null,'delegation_id':null,'created_at':null,"
+		"'request':{'params':{'message':{'parts':{'kind':'text','text':'x'},'messageId':5,"
+		"'contextId':{},'taskId':[]}}}}",
 		"wrong types along the path become null or []");
 
 	message_is(
 		"{'id':'" ROW "','source_id':null,'request_body':null}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
-		"'text':'','parts':[],'message_id':null,'context_id':null,'task_id':null,'created_at':null,"
-		"'request':null}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':null,'text':'','parts':[],'files':[],"
+		"'message_id':null,'context_id':null,'delegation_id':null,'created_at':null,'request':null}",
 		"request_body null");
 
 	message_is(
 		"{'id':'" ROW "','source_id':null,'request_body':{'params':{'message':{'parts':"
 		"[5,null,'x',{'kind':'text'},{'kind':'text','text':'ok'}]}}}}",
-		"{'id':'" ROW "','workspace_id':'" OWN "','source_id':null,'origin':'canvas','method':null,"
-		"'text':'ok','parts':[5,null,'x',{'kind':'text'},{'kind':'text','text':'ok'}],'message_id':null,"
-		"'context_id':null,'task_id':null,'created_at':null,"
-		"'request':{'params':{'message':{'parts':[5,null,'x',{'kind':'text'},{'kind':'text','text':'ok'}]}}}}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'canvas',"
+		"'peer_name':null,'peer_role':null,'method':null,'text':'ok','parts':[5,null,"
+		"'x',{'kind':'text'},{'kind':'text','text':'ok'}],'files':[],'message_id':null,"
+		"'context_id':null,'delegation_id':null,'created_at':null,"
+		"'request':{'params':{'message':{'parts':[5,null,'x',{'kind':'text'},{'kind':'text',"
+		"'text':'ok'}]}}}}",
 		"odd parts are kept and skipped by text");
 
 	message_invalid(jv_array(), "not a JSON object", "row that is an array is invalid");
@@ -264,17 +273,19 @@ static void test_rows_sort(void)
 	is_str(got, "", "null sorts to []");
 	free(got);
 
-	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02Z") == 0, "rows_timestamp_cmp: equal");
-	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000Z") == 0,
-		"rows_timestamp_cmp: trailing zeros do not matter");
-	ok(rows_timestamp_cmp("2026-04-30T10:15:02Z", "2026-04-30T10:15:02.000001Z") < 0,
-		"rows_timestamp_cmp: whole second before a fraction");
-	ok(rows_timestamp_cmp("2026-04-30T10:15:02.12Z", "2026-04-30T10:15:02.123Z") < 0,
-		"rows_timestamp_cmp: .12 before .123");
-	ok(rows_timestamp_cmp("2026-04-30T10:15:02.9Z", "2026-04-30T10:15:03Z") < 0,
-		"rows_timestamp_cmp: .9 before the next second");
-	ok(rows_timestamp_cmp("2026-05-01T00:00:00Z", "2026-04-30T23:59:59.999Z") > 0, "rows_timestamp_cmp: dates");
-	ok(rows_timestamp_cmp("b", "a") > 0 && rows_timestamp_cmp("", "2026") < 0, "rows_timestamp_cmp: other strings by strcmp");
+	/* The platform's order: (created_at, seq), times compared as instants. */
+	sorted_is("[{'id':'c','seq':9,'created_at':'2026-04-30T10:15:02Z'},"
+		"{'id':'a','seq':11,'created_at':'2026-04-30T10:15:02Z'},"
+		"{'id':'b','seq':12,'created_at':'2026-04-30T10:15:02.000Z'}]", "c,a,b",
+		"equal times: by seq, whatever the input order");
+	sorted_is("[{'id':'b','seq':1,'created_at':'2026-04-30T12:15:02+02:00'},"
+		"{'id':'a','seq':2,'created_at':'2026-04-30T10:15:01.999999999Z'}]", "a,b",
+		"a zone offset is an instant like any other");
+	sorted_is("[{'id':'b','seq':3,'created_at':'2026-04-30T10:15:02Z'},"
+		"{'id':'n','created_at':'2026-04-30T10:15:02Z'},"
+		"{'id':'j','seq':'2','created_at':'2026-04-30T10:15:02Z'},"
+		"{'id':'a','seq':1,'created_at':'2026-04-30T10:15:02Z'}]", "n,j,a,b",
+		"a row without a usable seq comes first at its time");
 }
 
 static void test_rows_oldest_first(void)
@@ -286,6 +297,91 @@ static void test_rows_oldest_first(void)
 	got = ids_of(rows_oldest_first(parse_q(newest_first), false));
 	is_str(got, "b,a", "a page after a cursor keeps the platform's order");
 	free(got);
+}
+
+/* ---- v2 rows ---------------------------------------------------------- */
+
+static void test_rows_v2(void)
+{
+	message_is(
+		"{'id':'" ROW "','seq':42,'source_id':'" PEER "','peer_name':'Researcher','peer_role':'analyst',"
+		"'agent_card_url':'http://x/registry/discover/" PEER "','attachments':[],'method':'message/send',"
+		"'created_at':'" TS "','request_body':{'params':{'message':{'messageId':'d-1','contextId':'c-1',"
+		"'parts':[{'kind':'text','text':'please'}],'metadata':{'delegation_id':'d-1'}}}}}",
+		"{'id':'" ROW "','seq':42,'workspace_id':'" OWN "','source_id':'" PEER "','origin':'agent',"
+		"'peer_name':'Researcher','peer_role':'analyst','method':'message/send','text':'please',"
+		"'parts':[{'kind':'text','text':'please'}],'files':[],'message_id':'d-1','context_id':'c-1',"
+		"'delegation_id':'d-1','created_at':'" TS "','request':{'params':{'message':{'messageId':'d-1',"
+		"'contextId':'c-1','parts':[{'kind':'text','text':'please'}],'metadata':{'delegation_id':'d-1'}}}}}",
+		"a delegation with peer info: seq, peer name and role, delegation id");
+
+	message_is(
+		"{'id':'" ROW "','seq':-1,'source_id':null,'peer_name':7,'method':'message/send',"
+		"'request_body':{'params':{'metadata':{'source_type':'self-nudge'},'message':{'parts':[]}}}}",
+		"{'id':'" ROW "','seq':null,'workspace_id':'" OWN "','source_id':null,'origin':'system',"
+		"'peer_name':null,'peer_role':null,'method':'message/send','text':'','parts':[],'files':[],"
+		"'message_id':null,'context_id':null,'delegation_id':null,'created_at':null,"
+		"'request':{'params':{'metadata':{'source_type':'self-nudge'},'message':{'parts':[]}}}}",
+		"a self- source type is a system turn; a bad seq or peer name is null");
+
+	struct { const char *body; const char *origin; const char *name; } origins[] = {
+		{ "{'params':{'metadata':{'source':'canvas_user','user_id':'u'}}}", "canvas", "canvas_user: a person" },
+		{ "{'params':{'metadata':{'history':[]}}}", "canvas", "no source at all: a person (older rows)" },
+		{ "{'params':{'metadata':{'source':'github'}}}", "system", "a webhook: the platform" },
+		{ "{'params':{'message':{'metadata':{'source':'platform','source_type':'self-first-boot-greet'}}}}",
+		  "system", "source marks on the message itself count too" },
+		{ "{'params':{'metadata':{'source':'canvas_user','source_type':'peer'}}}", "canvas",
+		  "a source type that is not self-: not a system turn" },
+		{ "{'params':{'metadata':{'source_type':'self-restart-context','source':'canvas_user'}}}", "system",
+		  "self- wins over canvas_user" },
+	};
+	for (size_t i = 0; i < sizeof origins / sizeof *origins; i++) {
+		char *row = q(origins[i].body);
+		char *json = xasprintf("{\"id\":\"" ROW "\",\"source_id\":null,\"request_body\":%s}", row);
+		jv line = rows_message(jv_parse(json), OWN);
+		jv o = jv_object_get(line, jv_string("origin"));
+		is_str(jv_get_kind(o) == JV_KIND_STRING ? jv_string_value(o) : NULL, origins[i].origin, origins[i].name);
+		jv_free(o);
+		free(json);
+		free(row);
+	}
+}
+
+static void kind_is(const char *row, enum row_kind want, const char *name)
+{
+	jv r = parse_q(row);
+	is_int(rows_kind(r, OWN), want, name);
+	jv_free(r);
+}
+
+static void test_rows_kind(void)
+{
+	kind_is("{'method':'message/send','source_id':'" PEER "'}", ROW_MESSAGE, "a peer's message");
+	kind_is("{'method':'message/send','source_id':null}", ROW_MESSAGE, "a canvas message");
+	kind_is("{'source_id':null}", ROW_MESSAGE, "no method: a message");
+	kind_is("{'method':'notify','source_id':'" OWN "'}", ROW_ECHO, "notify: the echo of a canvas reply");
+	kind_is("{'method':'delegate_result','source_id':'" PEER "'}", ROW_OWN, "delegate_result: own traffic");
+	kind_is("{'method':'message/send','source_id':'" OWN "'}", ROW_OWN, "sent by this workspace: own traffic");
+	kind_is("{'method':'tasks/get','source_id':'" OWN "'}", ROW_OWN, "own traffic whatever the method");
+	kind_is("{'method':'chat_upload_receive','source_id':null}", ROW_UPLOAD, "a canvas upload");
+	kind_is("{'method':'tasks/get','source_id':'" PEER "'}", ROW_UNSERVABLE, "tasks/get cannot be served");
+	kind_is("{'method':'tasks/cancel'}", ROW_UNSERVABLE, "tasks/cancel cannot be served");
+	kind_is("{'method':'message/stream'}", ROW_UNSERVABLE, "message/stream cannot be served");
+	kind_is("{'method':'something/else'}", ROW_UNSERVABLE, "an unknown method cannot be served");
+	kind_is("{'method':7}", ROW_MESSAGE, "a method that is no string: taken for a message");
+
+	jv r = parse_q("{'seq':12}");
+	is_int(rows_seq(r), 12, "seq read");
+	jv_free(r);
+	const char *bad[] = { "{'seq':1.5}", "{'seq':-3}", "{'seq':'7'}", "{}", "{'seq':1e300}" };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		r = parse_q(bad[i]);
+		is_int(rows_seq(r), -1, bad[i]);
+		jv_free(r);
+	}
+	r = parse_q("{'seq':9007199254740992}");
+	is_int(rows_seq(r), 9007199254740992LL, "seq up to 2^53");
+	jv_free(r);
 }
 
 static void test_rows_parse(void)
@@ -313,6 +409,8 @@ int main(void)
 	test_rows_message();
 	test_rows_sort();
 	test_rows_oldest_first();
+	test_rows_v2();
+	test_rows_kind();
 	test_rows_parse();
 	return done_testing();
 }

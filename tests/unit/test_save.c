@@ -32,5 +32,11 @@ int main(void)
 
 	struct saver first = { 0 };
 	is_int(save_due_at(&first, true, 1, 3000), 3000 + SAVE_REPLY_MS, "a reply as the first change: SAVE_REPLY_MS");
+
+	/* A failed save: everything is still unsaved, and the next attempt waits. */
+	struct saver failed = { .retry_at = 4000 + SAVE_EVERY_MS };
+	is_int(save_due_at(&failed, true, 1, 4000), 4000 + SAVE_EVERY_MS, "after a failed save: not before retry_at");
+	struct saver later = { .retry_at = 100 };
+	is_int(save_due_at(&later, true, 1, 5000), 5000 + SAVE_REPLY_MS, "a retry_at long past changes nothing");
 	return done_testing();
 }

@@ -61,7 +61,7 @@ static void test_incremental(void)
 
 static void test_uuid_name(void)
 {
-	char out[UUID_LEN + 1];
+	char out[UUID_LEN + 1], again[UUID_LEN + 1];
 	ok(uuid_name("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "python.org", out), "uuid_name: a valid namespace");
 	is_str(out, "886313e1-3b8a-5372-9b90-0c9aee199e5d", "uuid_name: the DNS namespace and python.org, as uuid5 gives");
 	uuid_name("6ba7b811-9dad-11d1-80b4-00c04fd430c8", "https://example.com/", out);
@@ -76,7 +76,6 @@ static void test_uuid_name(void)
 	is_str(named, "21d0aaf2-5b60-5d92-a2e4-73ad13390389", "uuid_name: an empty name");
 	ok(!uuid_name("not-a-uuid", "x", named), "uuid_name: a namespace that is not a UUID is refused");
 	ok(out[14] == '5' && strchr("89ab", out[19]), "uuid_name: version 5, RFC 4122 variant");
-	char again[UUID_LEN + 1];
 	uuid_name("6ba7b811-9dad-11d1-80b4-00c04fd430c8", "https://example.com/", again);
 	is_str(again, out, "uuid_name: the same inputs, the same id");
 	uuid_name("6ba7b811-9dad-11d1-80b4-00c04fd430c8", "https://example.com", again);

@@ -81,6 +81,8 @@ static jv full_state(const char *cursor)
 {
 	char *s = xasprintf(
 		"{\"workspace_id\":\"" WS "\",\"last_since_id\":\"%s\","
+		"\"done_seq\":4711,\"done_at\":\"2026-04-30T10:15:02.123456Z\","
+		"\"replay_from\":\"2026-04-30T10:00:00Z\","
 		"\"done_ids\":[\"" ROW1 "\",\"" ROW2 "\"],"
 		"\"replies\":[{\"id\":\"" ROW1 "\",\"path\":\"/workspaces/" PEER "/a2a\","
 		"\"body\":{\"jsonrpc\":\"2.0\",\"params\":{\"message\":{\"parts\":[{\"kind\":\"text\",\"text\":\"h\\u00e9\\n\"}]}}}},"
@@ -227,11 +229,11 @@ static void test_roundtrip(void)
 	jv_free(want);
 	jv_free(st);
 
-	write_file(path, "{\"last_since_id\":null}", 0600);
+	write_file(path, "{\"last_since_id\":null,\"done_seq\":null,\"done_at\":null,\"replay_from\":null}", 0600);
 	st = jv_invalid();
 	rc = state_load(dir, WS, &st, &err);
 	want = jv_parse("{\"workspace_id\":\"" WS "\",\"last_since_id\":\"\",\"done_ids\":[],\"replies\":[]}");
-	ok(rc == 1 && jv_equal(jv_copy(st), jv_copy(want)), "load: null cursor and missing id normalised");
+	ok(rc == 1 && jv_equal(jv_copy(st), jv_copy(want)), "load: null cursor, seq and times and a missing id normalised");
 	jv_free(want);
 	jv_free(st);
 
@@ -320,6 +322,13 @@ static void test_corrupt(void)
 	     "{\"id\":\"" ROW2 "\",\"path\":\"/workspaces/" PEER "/a2a\",\"body\":[]}]",
 	     "reply body not an object", "replies[1].body");
 	CASE("\"auth_token\":42", "auth_token not a string", "auth_token");
+	CASE("\"done_seq\":-1", "done_seq negative", "done_seq");
+	CASE("\"done_seq\":1.5", "done_seq not whole", "done_seq");
+	CASE("\"done_seq\":\"12\"", "done_seq a string", "done_seq");
+	CASE("\"done_at\":\"yesterday\"", "done_at not a time", "done_at");
+	CASE("\"done_at\":12", "done_at a number", "done_at");
+	CASE("\"replay_from\":\"2026-04-30T10:00:00Z\\u0000x\"", "replay_from with a NUL", "replay_from");
+	CASE("\"replay_from\":\"2026-04-30\"", "replay_from without a time of day", "replay_from");
 	CASE("\"auth_token\":\"" TOKEN "\",\"last_since_id\":\"x\"", "a bad field never echoes the token",
 	     "last_since_id");
 #undef CASE
