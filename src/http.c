@@ -588,21 +588,26 @@ void http_ready(struct http *h, int fd, short revents)
 			h->socks[i].revents |= revents;
 }
 
+struct pollfds {
+	struct pollfd *fds;
+	size_t n;
+};
+
+static void add_pollfd(void *ctx, int fd, short events)
+{
+	struct pollfds *p = ctx;
+	p->fds[p->n++] = (struct pollfd){ .fd = fd, .events = events };
+}
+
 int http_wait(struct http *h, int64_t timeout_ms)
 {
-	struct pollfd *pfd = xcalloc(h->nsocks ? h->nsocks : 1, sizeof *pfd);
-	size_t n = 0;
-	for (size_t i = 0; i < h->nsocks; i++) {
-		short events = (short)((h->socks[i].what & CURL_POLL_IN ? POLLIN : 0) |
-				       (h->socks[i].what & CURL_POLL_OUT ? POLLOUT : 0));
-		if (events)
-			pfd[n++] = (struct pollfd){ .fd = h->socks[i].fd, .events = events };
-	}
-	int ready = poll(pfd, n, (int)(timeout_ms > INT32_MAX ? INT32_MAX : timeout_ms));
-	for (size_t i = 0; ready > 0 && i < n; i++)
-		if (pfd[i].revents)
-			http_ready(h, pfd[i].fd, pfd[i].revents);
-	free(pfd);
+	struct pollfds p = { .fds = xcalloc(h->nsocks ? h->nsocks : 1, sizeof *p.fds) };
+	http_watch(h, add_pollfd, &p);
+	int ready = poll(p.fds, p.n, (int)(timeout_ms > INT32_MAX ? INT32_MAX : timeout_ms));
+	for (size_t i = 0; ready > 0 && i < p.n; i++)
+		if (p.fds[i].revents)
+			http_ready(h, p.fds[i].fd, p.fds[i].revents);
+	free(p.fds);
 	return ready;
 }
 
