@@ -6,7 +6,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <time.h>
-#include <poll.h>
+#include "curlsock.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -62,12 +62,7 @@ struct http {
 	int nspare;
 	http_rate_fn rate_fn;
 	void *rate_ctx;
-	/* The sockets libcurl waits on, and its timer: the caller polls them
-	 * (http_watch, http_ready) and libcurl is told only of what is ready, so
-	 * a quiet transfer (the event stream) costs nothing per turn. */
-	struct http_sock { curl_socket_t fd; int what; short revents; } *socks;
-	size_t nsocks, capsocks;
-	int64_t curl_due;         /* when libcurl's timer expires (-1: none) */
+	struct curlsock socks;    /* polled by the caller (http_watch, http_ready) */
 };
 
 static void req_unlink(struct http *h, struct http_req *r)
@@ -95,52 +90,14 @@ static void req_free(struct http_req *r)
 	free(r);
 }
 
-/* libcurl says which sockets to wait on, and for what. */
-static int on_curl_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-	struct http *h = userp;
-	(void)e;
-	(void)socketp;
-	size_t i = 0;
-	while (i < h->nsocks && h->socks[i].fd != fd)
-		i++;
-	if (what == CURL_POLL_REMOVE) {
-		if (i < h->nsocks)
-			h->socks[i] = h->socks[--h->nsocks];
-		return 0;
-	}
-	if (i == h->nsocks) {
-		if (h->nsocks == h->capsocks) {
-			h->capsocks = h->capsocks ? h->capsocks * 2 : 8;
-			h->socks = xrealloc(h->socks, h->capsocks * sizeof *h->socks);
-		}
-		h->socks[h->nsocks++] = (struct http_sock){ .fd = fd };
-	}
-	h->socks[i].what = what;
-	return 0;
-}
-
-/* ... and when to call it back whatever the sockets do. */
-static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
-{
-	struct http *h = userp;
-	(void)m;
-	h->curl_due = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	return 0;
-}
-
 struct http *http_new(const char *api_url, const char *workspace_id, const char *org_id)
 {
 	struct http *h = xcalloc(1, sizeof *h);
 	h->multi = curl_multi_init();
 	if (!h->multi)
 		fatal(1, "cannot initialise libcurl");
-	h->curl_due = -1;
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	curlsock_init(&h->socks, h->multi);
 	h->api_url = xstrdup(api_url);
 	h->workspace_id = xstrdup(workspace_id);
 	h->org_id = org_id ? xstrdup(org_id) : NULL;
@@ -159,7 +116,7 @@ void http_free(struct http *h)
 	while (h->nspare)
 		curl_easy_cleanup(h->spare[--h->nspare]);
 	curl_multi_cleanup(h->multi);
-	free(h->socks);
+	curlsock_free(&h->socks);
 	free(h->api_url);
 	free(h->workspace_id);
 	free(h->org_id);
@@ -464,8 +421,8 @@ int64_t http_next_due(struct http *h, int64_t now)
 		if (best < 0 || d < best)
 			best = d;
 	}
-	if (h->curl_due >= 0) {
-		int64_t d = h->curl_due > now ? h->curl_due - now : 0;
+	if (h->socks.due >= 0) {
+		int64_t d = h->socks.due > now ? h->socks.due - now : 0;
 		if (best < 0 || d < best)
 			best = d;
 	}
@@ -573,67 +530,17 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 
 void http_watch(struct http *h, http_watch_fn add, void *ctx)
 {
-	for (size_t i = 0; i < h->nsocks; i++) {
-		short events = (short)((h->socks[i].what & CURL_POLL_IN ? POLLIN : 0) |
-				       (h->socks[i].what & CURL_POLL_OUT ? POLLOUT : 0));
-		if (events)
-			add(ctx, h->socks[i].fd, events);
-	}
+	curlsock_watch(&h->socks, add, ctx);
 }
 
 void http_ready(struct http *h, int fd, short revents)
 {
-	for (size_t i = 0; i < h->nsocks; i++)
-		if (h->socks[i].fd == fd)
-			h->socks[i].revents |= revents;
-}
-
-struct pollfds {
-	struct pollfd *fds;
-	size_t n;
-};
-
-static void add_pollfd(void *ctx, int fd, short events)
-{
-	struct pollfds *p = ctx;
-	p->fds[p->n++] = (struct pollfd){ .fd = fd, .events = events };
+	curlsock_ready(&h->socks, fd, revents);
 }
 
 int http_wait(struct http *h, int64_t timeout_ms)
 {
-	struct pollfds p = { .fds = xcalloc(h->nsocks ? h->nsocks : 1, sizeof *p.fds) };
-	http_watch(h, add_pollfd, &p);
-	int ready = poll(p.fds, p.n, (int)(timeout_ms > INT32_MAX ? INT32_MAX : timeout_ms));
-	for (size_t i = 0; ready > 0 && i < p.n; i++)
-		if (p.fds[i].revents)
-			http_ready(h, p.fds[i].fd, p.fds[i].revents);
-	free(p.fds);
-	return ready;
-}
-
-/* Tells libcurl what is ready and what timed out. */
-static void drive(struct http *h)
-{
-	int running = 0;
-	/* Each socket's news once; the list changes under libcurl's callbacks. */
-	for (size_t i = 0; i < h->nsocks;) {
-		struct http_sock *s = &h->socks[i];
-		if (!s->revents) {
-			i++;
-			continue;
-		}
-		int mask = (s->revents & (POLLIN | POLLHUP) ? CURL_CSELECT_IN : 0) |
-			   (s->revents & POLLOUT ? CURL_CSELECT_OUT : 0) |
-			   (s->revents & (POLLERR | POLLNVAL) ? CURL_CSELECT_ERR : 0);
-		curl_socket_t fd = s->fd;
-		s->revents = 0;
-		curl_multi_socket_action(h->multi, fd, mask, &running);
-		i = 0;
-	}
-	if (h->curl_due >= 0 && now_ms() >= h->curl_due) {
-		h->curl_due = -1;
-		curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	}
+	return curlsock_wait(&h->socks, timeout_ms);
 }
 
 void http_process(struct http *h, int64_t now)
@@ -643,7 +550,7 @@ void http_process(struct http *h, int64_t now)
 			if (!r->easy && !r->parked && r->start_at <= now)
 				req_launch(h, r);
 	}
-	drive(h);
+	curlsock_drive(&h->socks);
 	CURLMsg *m;
 	int left;
 	while ((m = curl_multi_info_read(h->multi, &left))) {

@@ -92,7 +92,7 @@ int64_t http_next_due(struct http *h, int64_t now);
  * calls done callbacks. */
 void http_process(struct http *h, int64_t now);
 /* The sockets to wait on, each given to add() with its poll(2) events... */
-typedef void (*http_watch_fn)(void *ctx, int fd, short events);
+typedef void (*http_watch_fn)(void *ctx, int fd, short events);  /* as curlsock_add_fn */
 void http_watch(struct http *h, http_watch_fn add, void *ctx);
 /* ... and what poll(2) said of one (other descriptors are ignored). */
 void http_ready(struct http *h, int fd, short revents);
