@@ -79,10 +79,19 @@ static bool cold(struct bridge *b)
 	return inbox_fetch_cursor(b->ib)[0] == '\0';
 }
 
+/* What the fetch window holds: messages not answered yet, and replies queued
+ * for a destination that takes them promptly (a handler faster than the
+ * platform must not pile up replies). *recheck_at: when that may shrink. */
+static long in_window(struct bridge *b, int64_t *recheck_at)
+{
+	return inbox_unfinished(b->ib) + outbox_prompt_waiting(b->ob, now_ms(), recheck_at);
+}
+
 static bool wanted(struct bridge *b)
 {
+	int64_t recheck;
 	return !b->fetch.req && runlimit_fetch_wanted(b) &&
-	       fetch_room_for(fetch_window(b), inbox_unfinished(b->ib), b->fetch.backlog);
+	       fetch_room_for(fetch_window(b), in_window(b, &recheck), b->fetch.backlog);
 }
 
 /* A page too large to take is not asked for again as it was: on_poll asks
@@ -124,7 +133,8 @@ static void start(struct bridge *b, int64_t now)
 	char before[TS_TEXT_MAX] = "";
 	if (replay && p->paging_back) /* just after the bound: its time comes again, whole */
 		ts_format(ts_add_ns(p->bound.at, NS_PER_US), before);
-	long limit = fetch_limit_for(replay, fetch_window(b) - inbox_unfinished(b->ib), p->row_bytes, p->page_cap);
+	int64_t recheck;
+	long limit = fetch_limit_for(replay, fetch_window(b) - in_window(b, &recheck), p->row_bytes, p->page_cap);
 	char *path = platform_activity_path(b->s->workspace_id, replay ? NULL : inbox_fetch_cursor(b->ib), secs,
 					    before[0] ? before : NULL, limit);
 	struct http_opts o = {
@@ -277,8 +287,15 @@ void fetch_tick(struct bridge *b, int64_t now)
 
 int64_t fetch_next_wakeup(struct bridge *b, int64_t now)
 {
-	if (!wanted(b))
+	if (!wanted(b)) {
+		/* Held by replies to a destination that may stop being prompt: look again then. */
+		int64_t recheck;
+		if (!b->fetch.req && runlimit_fetch_wanted(b) &&
+		    !fetch_room_for(fetch_window(b), in_window(b, &recheck), b->fetch.backlog) &&
+		    recheck)
+			return recheck > now ? recheck - now : 0;
 		return -1;
+	}
 	/* Due since this turn began: now, not "never" (a negative wait is none). */
 	int64_t at = pace_poll_at(b, now);
 	return at > now ? at - now : 0;

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <fcntl.h>
 #include <time.h>
+#include "curlsock.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -61,6 +62,7 @@ struct http {
 	int nspare;
 	http_rate_fn rate_fn;
 	void *rate_ctx;
+	struct curlsock socks;    /* polled by the caller (http_watch, http_ready) */
 };
 
 static void req_unlink(struct http *h, struct http_req *r)
@@ -95,6 +97,7 @@ struct http *http_new(const char *api_url, const char *workspace_id, const char 
 	if (!h->multi)
 		fatal(1, "cannot initialise libcurl");
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	curlsock_init(&h->socks, h->multi);
 	h->api_url = xstrdup(api_url);
 	h->workspace_id = xstrdup(workspace_id);
 	h->org_id = org_id ? xstrdup(org_id) : NULL;
@@ -113,6 +116,7 @@ void http_free(struct http *h)
 	while (h->nspare)
 		curl_easy_cleanup(h->spare[--h->nspare]);
 	curl_multi_cleanup(h->multi);
+	curlsock_free(&h->socks);
 	free(h->api_url);
 	free(h->workspace_id);
 	free(h->org_id);
@@ -146,7 +150,6 @@ void http_on_rate(struct http *h, http_rate_fn fn, void *ctx)
 	h->rate_ctx = ctx;
 }
 
-CURLM *http_multi(struct http *h) { return h->multi; }
 unsigned long http_completed(struct http *h) { return h->completed; }
 
 int http_active(const struct http *h)
@@ -418,6 +421,11 @@ int64_t http_next_due(struct http *h, int64_t now)
 		if (best < 0 || d < best)
 			best = d;
 	}
+	if (h->socks.due >= 0) {
+		int64_t d = h->socks.due > now ? h->socks.due - now : 0;
+		if (best < 0 || d < best)
+			best = d;
+	}
 	return best;
 }
 
@@ -520,6 +528,21 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 	req_free(r);
 }
 
+void http_watch(struct http *h, http_watch_fn add, void *ctx)
+{
+	curlsock_watch(&h->socks, add, ctx);
+}
+
+void http_ready(struct http *h, int fd, short revents)
+{
+	curlsock_ready(&h->socks, fd, revents);
+}
+
+int http_wait(struct http *h, int64_t timeout_ms)
+{
+	return curlsock_wait(&h->socks, timeout_ms);
+}
+
 void http_process(struct http *h, int64_t now)
 {
 	if (now >= h->paused_until) {
@@ -527,8 +550,7 @@ void http_process(struct http *h, int64_t now)
 			if (!r->easy && !r->parked && r->start_at <= now)
 				req_launch(h, r);
 	}
-	int running = 0;
-	curl_multi_perform(h->multi, &running);
+	curlsock_drive(&h->socks);
 	CURLMsg *m;
 	int left;
 	while ((m = curl_multi_info_read(h->multi, &left))) {

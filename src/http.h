@@ -88,9 +88,17 @@ void http_cancel(struct http *h, struct http_req *r);
 bool http_transient(const struct http_resp *r);
 /* Milliseconds until the next retry is due (-1: none waiting). */
 int64_t http_next_due(struct http *h, int64_t now);
-/* Starts due requests, drives transfers, calls done callbacks. */
+/* Starts due requests, tells libcurl what became ready and what timed out,
+ * calls done callbacks. */
 void http_process(struct http *h, int64_t now);
-CURLM *http_multi(struct http *h);
+/* The sockets to wait on, each given to add() with its poll(2) events... */
+typedef void (*http_watch_fn)(void *ctx, int fd, short events);  /* as curlsock_add_fn */
+void http_watch(struct http *h, http_watch_fn add, void *ctx);
+/* ... and what poll(2) said of one (other descriptors are ignored). */
+void http_ready(struct http *h, int fd, short revents);
+/* Or, for a caller with nothing else to wait on: up to timeout_ms for any of
+ * them. Returns poll(2)'s result. */
+int http_wait(struct http *h, int64_t timeout_ms);
 /* Requests being transferred right now (not those waiting to retry). */
 int http_active(const struct http *h);
 /* How many requests have finished so far (a change means callbacks ran). */

@@ -256,9 +256,8 @@ unsigned pollset_add(struct pollset *ps, int fd, short events)
 }
 
 /* Waits up to timeout_ms (0: not at all) and sets each revents to what
- * poll(2) says: curl_multi_poll reports readable and writable but not a
- * hang-up, which is how a pipe's end shows. (CURL_WAIT_POLLIN, _POLLPRI and
- * _POLLOUT have poll's values.) */
+ * poll(2) says, a hang-up included (how a pipe's end shows). (CURL_WAIT_POLLIN,
+ * _POLLPRI and _POLLOUT have poll's values.) */
 static int pollset_poll(struct pollset *ps, int64_t timeout_ms)
 {
 	struct pollfd *pfd = xcalloc(ps->n ? ps->n : 1, sizeof *pfd);
@@ -271,7 +270,12 @@ static int pollset_poll(struct pollset *ps, int64_t timeout_ms)
 	return n;
 }
 
-/* The signals first (slot 0), then each module's descriptors. */
+static void add_http_socket(void *ps, int fd, short events)
+{
+	pollset_add(ps, fd, events);
+}
+
+/* The signals first (slot 0), then each module's descriptors, then libcurl's sockets. */
 static void pollset_build(struct bridge *b, struct pollset *ps)
 {
 	ps->n = 0;
@@ -279,13 +283,18 @@ static void pollset_build(struct bridge *b, struct pollset *ps)
 	dispatch_watch(b, ps);
 	coproc_watch(b, ps);
 	exec_watch(b, ps);
+	http_watch(b->h, add_http_socket, ps);
 }
 
-/* What was ready goes to its owner: signals (children reaped) first. */
+/* What was ready goes to its owner: signals (children reaped) first; libcurl
+ * hears of its sockets at the next http_process. */
 static void service(struct bridge *b, const struct pollset *ps)
 {
 	if (ps->fds[0].revents)
 		handle_signals(b);
+	for (unsigned i = 1; i < ps->n; i++)
+		if (ps->fds[i].revents)
+			http_ready(b->h, ps->fds[i].fd, ps->fds[i].revents);
 	dispatch_service(b, ps);
 	coproc_service(b, ps);
 	exec_service(b);
@@ -359,19 +368,9 @@ static void run(struct bridge *b)
 
 		int64_t wait = next_wakeup(b, finished);
 		pollset_build(b, &ps);
-		int numfds = 0;
-		CURLMcode mc = curl_multi_poll(http_multi(b->h), ps.fds, ps.n, (int)(wait > INT32_MAX ? INT32_MAX : wait),
-					       &numfds);
-		if (mc != CURLM_OK) {
-			log_error("libcurl: %s", curl_multi_strerror(mc));
-			bridge_stop(b, MC_EXIT_ERROR, "libcurl failed");
-			break;
-		}
-		/* Timed out: nothing is ready. */
-		if (numfds == 0)
-			continue;
-		pollset_poll(&ps, 0);
-		service(b, &ps);
+		/* One wait for everything, libcurl's sockets included. */
+		if (pollset_poll(&ps, wait) > 0)
+			service(b, &ps);
 	}
 	free(ps.fds);
 	finish_handlers(b);

@@ -14,6 +14,7 @@ struct dest {
 	uint64_t first_reply;     /* smallest reply_seq of its unposted replies (0: none) */
 	uint64_t active_out;      /* reply_seq of its first new message, when that one may go (0: none) */
 	int waiting;              /* unposted replies and new messages to it */
+	int postable;             /* of those, the ones that may go in this run */
 };
 
 /* A destination whose posts keep failing, reported now and again while it lasts. */
@@ -42,6 +43,7 @@ struct outbox {
 	int waiting;              /* as of the last pass: replies and new messages unposted, */
 	int held;                 /* messages done behind an unfinished one, */
 	size_t waiting_bytes;     /* and the bytes of the unposted bodies */
+	int prompt;               /* of those, what waits behind a post going through promptly */
 };
 
 struct post_ctx {
@@ -49,6 +51,10 @@ struct post_ctx {
 	struct outbox *ob;
 	struct message *m;
 	struct http_req *req;
+	char *key;                /* its destination (a copy: NULL for the canvas) */
+	int64_t started;          /* now_ms() when it was started */
+	bool retried;             /* an attempt failed */
+	int behind;               /* what may go to its destination, counted by the last pass (0: not counted) */
 };
 
 static bool same_key(const char *a, const char *b)
@@ -106,6 +112,7 @@ void outbox_free(struct outbox *ob)
 		struct post_ctx *pc = ob->posts;
 		post_unlink(ob, pc);
 		http_cancel(ob->h, pc->req);
+		free(pc->key);
 		free(pc);
 	}
 	for (size_t i = 0; i < ob->nstalls; i++)
@@ -230,6 +237,7 @@ static bool post_retry(const struct http_resp *r)
 static void post_failed(void *ctx, const struct http_resp *r)
 {
 	struct post_ctx *pc = ctx;
+	pc->retried = true;
 	stall_note(pc->ob, pc->m->source_id, r);
 }
 
@@ -267,6 +275,7 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	struct outbox *ob = pc->ob;
 	struct message *m = pc->m;
 	post_unlink(ob, pc);
+	free(pc->key);
 	free(pc);
 	ob->changed = true;
 	enum post_verdict v = platform_post_verdict(r);
@@ -293,6 +302,7 @@ static void on_posted(void *ctx, const struct http_resp *r)
 static void start_post(struct outbox *ob, struct message *m)
 {
 	struct post_ctx *pc = xcalloc(1, sizeof *pc);
+	pc->key = m->source_id ? xstrdup(m->source_id) : NULL;
 	pc->ob = ob;
 	pc->m = m;
 	pc->next = ob->posts;
@@ -300,6 +310,7 @@ static void start_post(struct outbox *ob, struct message *m)
 		ob->posts->prev = pc;
 	ob->posts = pc;
 	m->state = MSG_POSTING;
+	pc->started = now_ms();
 	struct http_opts o = {
 		.method = "POST",
 		.path = m->post_path,
@@ -342,6 +353,7 @@ struct message *outbox_new_message(struct outbox *ob, const char *own_id, const 
 
 /* ---- the order ---------------------------------------------------------- */
 
+
 static struct dest *dest_of(struct outbox *ob, const char *key)
 {
 	for (size_t i = 0; i < ob->ndests; i++)
@@ -354,6 +366,47 @@ static struct dest *dest_of(struct outbox *ob, const char *key)
 	struct dest *d = &ob->dests[ob->ndests++];
 	*d = (struct dest){ .key = key };
 	return d;
+}
+
+/* A post in flight that has not taken long nor failed. */
+static bool prompt(const struct post_ctx *pc, int64_t now)
+{
+	return !pc->retried && now - pc->started < OUTBOX_PROMPT_MS;
+}
+
+int outbox_prompt_waiting(struct outbox *ob, int64_t now, int64_t *recheck_at)
+{
+	/* As counted by the last pass (a post settled since still counts until the
+	 * next one), less what waits behind a post that has since turned slow. */
+	int n = ob->prompt;
+	*recheck_at = 0;
+	for (struct post_ctx *pc = ob->posts; pc; pc = pc->next) {
+		if (!pc->behind)
+			continue;
+		if (!prompt(pc, now)) {
+			n -= pc->behind;
+		} else if (!*recheck_at || pc->started + OUTBOX_PROMPT_MS < *recheck_at) {
+			*recheck_at = pc->started + OUTBOX_PROMPT_MS;
+		}
+	}
+	return n > 0 ? n : 0;
+}
+
+/* After a pass: what waits behind each destination's post, where it goes through promptly. */
+static void count_prompt(struct outbox *ob)
+{
+	int64_t now = now_ms();
+	ob->prompt = 0;
+	for (struct post_ctx *pc = ob->posts; pc; pc = pc->next) {
+		pc->behind = 0;
+		bool seen = false;
+		for (struct post_ctx *q = ob->posts; q != pc && !seen; q = q->next)
+			seen = same_key(q->key, pc->key);
+		if (!seen && prompt(pc, now)) {
+			pc->behind = dest_of(ob, pc->key)->postable;
+			ob->prompt += pc->behind;
+		}
+	}
 }
 
 /* What waits, per destination and in all: the first reply not posted yet, the
@@ -372,6 +425,8 @@ static void survey(struct outbox *ob)
 			continue;
 		struct dest *d = dest_of(ob, m->source_id);
 		d->waiting++;
+		if (!kept_waiting(ob, m))
+			d->postable++;
 		ob->waiting++;
 		ob->waiting_bytes += strlen(m->post_body);
 		if (!m->outbound && (!d->first_reply || m->reply_seq < d->first_reply))
@@ -423,4 +478,5 @@ void outbox_pump(struct outbox *ob)
 	for (struct message *m = inbox_first(ob->ib); m; m = inbox_next(ob->ib, m))
 		if (!m->outbound)
 			visit(ob, m);
+	count_prompt(ob);
 }

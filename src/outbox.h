@@ -13,6 +13,7 @@
 #define OUTBOX_MAX_MESSAGES 1024
 #define OUTBOX_MAX_BYTES (32L << 20)
 #define OUTBOX_STALL_WARN_MS 60000   /* a destination that cannot be reached: warn this often */
+#define OUTBOX_PROMPT_MS 1000        /* a post in flight this long, or retried, is no longer prompt */
 
 struct outbox;
 /* Called once a post is settled: delivered (ok), or refused for good (!ok, why
@@ -44,5 +45,13 @@ int outbox_unposted(const struct outbox *ob);
 /* The outbox holds as much as it may (OUTBOX_MAX_MESSAGES or _BYTES), as of the
  * last pump: hand out nothing more until it drains. */
 bool outbox_full(const struct outbox *ob);
+/* Of what waits (as of the last pump), the replies and new messages whose
+ * destination is served promptly: no post of it in flight for OUTBOX_PROMPT_MS
+ * or retried. These are only queued behind a post about to finish, and count
+ * in the fetch window like messages not answered yet, so that a handler faster
+ * than the platform does not pile up replies; those to a slow or failing
+ * destination do not, so it starves nobody. *recheck_at: when the count may
+ * drop as a post stops being prompt (0: none in flight). */
+int outbox_prompt_waiting(struct outbox *ob, int64_t now, int64_t *recheck_at);
 
 #endif

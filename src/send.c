@@ -192,8 +192,7 @@ static void post_all(struct sender *sd, struct http *h)
 			wait = 1000;
 		if (http_completed(h) != finished)
 			wait = 0; /* a post settled: the next to the same place may go now */
-		int numfds;
-		curl_multi_poll(http_multi(h), NULL, 0, (int)wait, &numfds);
+		http_wait(h, wait);
 	}
 }
 

@@ -275,3 +275,46 @@ ev_up() {
 	local t1=$(now_ms)
 	[ "$(ev_poll_times | awk -v a="$t0" '$1 >= a' | wc -l)" -ge $(((t1 - t0) / 1000)) ]
 }
+
+# ev_ahead: how many messages the handler has seen beyond the replies the platform took.
+ev_ahead() {
+	echo $(($(wc -l <"$T/seen") - $(posts a2a | jq '[.[] | select(.status == 200)] | length')))
+}
+
+@test "a handler faster than the platform: replies queued for a prompt peer hold the fetch window" {
+	# Each reply takes the platform 40 ms; the handler answers at once.
+	fault '{"endpoint":"a2a","delay_ms":40}'
+	ev_bridge --interval 0.05 --max-inflight 4
+	# A first message gives the bridge a cursor: the backlog is paged, not replayed by time.
+	queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"m0\"}" >/dev/null
+	wait_until 10 a2a_ok_posts 1
+	queue_msgs "$WS_ID" "{\"count\":40,\"from\":\"$PEER_ID\",\"text\":\"m{n}\"}" >/dev/null
+	local most=0 ahead
+	while ! a2a_ok_posts 41; do
+		ahead=$(ev_ahead)
+		[ "$ahead" -le "$most" ] || most=$ahead
+		proc_alive "$BR_PID" || { cat "$T/err"; return 1; }
+		nap 0.02
+	done
+	# The window (4) and the page that filled it: never the whole backlog.
+	[ "$most" -le 8 ] || { echo "the handler was $most messages ahead of the platform"; return 1; }
+	assert_eq "$(a2a_ok_texts | paste -sd' ' -)" "$(seq -f 'h:m%g' 0 40 | paste -sd' ' -)" "replies, in order"
+}
+
+@test "a slow peer's replies stop holding the fetch window: another peer is answered meanwhile" {
+	local slow=$PEER_ID other
+	new_peer >/dev/null
+	other=$PEER_ID
+	# Each reply to the slow peer takes the platform 3 s.
+	fault "{\"endpoint\":\"a2a\",\"workspace_id\":\"$slow\",\"delay_ms\":3000}"
+	ev_bridge --interval 0.05 --max-inflight 4
+	queue_msgs "$WS_ID" "{\"from\":\"$other\",\"text\":\"first\"}" >/dev/null
+	wait_until 10 a2a_ok_posts 1
+	queue_msgs "$WS_ID" "{\"count\":6,\"from\":\"$slow\",\"text\":\"s{n}\"}" >/dev/null
+	wait_until 10 file_lines "$T/seen" 5
+	queue_msgs "$WS_ID" "{\"from\":\"$other\",\"text\":\"other\"}" >/dev/null
+	# Its reply goes while the slow peer's second one is still on its way (6 s), not
+	# after all six (18 s).
+	wait_until 15 eval 'a2a_ok_texts | grep -qx h:other'
+	[ "$(a2a_ok_texts | grep -c '^h:s')" -le 1 ] || { a2a_ok_texts; return 1; }
+}

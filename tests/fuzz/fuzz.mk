@@ -24,12 +24,12 @@ FUZZ_LIB = tests/fuzz/libmc-fuzz.a
 FUZZ_LIB_FILES = \
 	$(top_srcdir)/src/util.c $(top_srcdir)/src/sha1.c $(top_srcdir)/src/json.c $(top_srcdir)/src/log.c $(top_srcdir)/src/state.c \
 	$(top_srcdir)/src/parts.c $(top_srcdir)/src/linebuf.c $(top_srcdir)/src/reply.c $(top_srcdir)/src/timestamp.c $(top_srcdir)/src/rows.c $(top_srcdir)/src/outchan.c $(top_srcdir)/src/jqprog.c \
-	$(top_srcdir)/src/platform.c $(top_srcdir)/src/inbox.c $(top_srcdir)/src/inbox_state.c $(top_srcdir)/src/http.c $(top_srcdir)/src/sse.c
+	$(top_srcdir)/src/platform.c $(top_srcdir)/src/inbox.c $(top_srcdir)/src/inbox_state.c $(top_srcdir)/src/http.c $(top_srcdir)/src/curlsock.c $(top_srcdir)/src/sse.c
 FUZZ_SRC_INCLUDES = \
 	$(top_srcdir)/src/util.h $(top_srcdir)/src/sha1.h $(top_srcdir)/src/json.h $(top_srcdir)/src/log.h $(top_srcdir)/src/state.h \
 	$(top_srcdir)/src/parts.h $(top_srcdir)/src/linebuf.h $(top_srcdir)/src/reply.h $(top_srcdir)/src/timestamp.h $(top_srcdir)/src/rows.h $(top_srcdir)/src/outchan.h $(top_srcdir)/src/jqprog.h \
 	$(top_srcdir)/src/platform.h $(top_srcdir)/src/inbox.h $(top_srcdir)/src/inbox_internal.h $(top_srcdir)/src/http.h \
-	$(top_srcdir)/src/sse.h $(top_srcdir)/src/settings.h
+	$(top_srcdir)/src/curlsock.h $(top_srcdir)/src/sse.h $(top_srcdir)/src/settings.h
 FUZZ_CPP_FLAGS = -include $(top_builddir)/config.h -I$(top_builddir) -I$(top_srcdir)/src \
 	$(CURL_CFLAGS) $(JQ_CFLAGS)
 FUZZ_CC_FLAGS = -std=c11 -g -O1 -Wall -Wextra -Wno-unused-parameter \
