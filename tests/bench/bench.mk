@@ -8,7 +8,7 @@
 # BENCH_LAT_COUNT, BENCH_DOC (where the report goes), BENCH_KEEP (keep the work dir),
 # BENCH_PROFILE=strace|perf|callgrind (profile one drain instead), BENCH_PROFILE_N.
 
-EXTRA_DIST += tests/bench/README.md tests/bench/run.sh tests/bench/fleet.sh tests/bench/budget.md \
+EXTRA_DIST += tests/bench/README.md tests/bench/run.sh tests/bench/fleet.sh tests/bench/budget.md tests/bench/notes.md \
 	tests/bench/mcbench.c
 
 # The benchmark's load client, drain waiter and handlers: a plain rule, so that

@@ -593,12 +593,15 @@ PER_RUN=$(jq -rs --argjson peers "$PEERS_MANY" '
 	"| \($r.ceiling.run) | \($r.ceiling.msg_per_s | r0) | \($r["drain-1peer-jq"].rate | r0) | \($r["drain-1peer-c"].rate | r0) | \($r["drain-1peer-c-tmpfs"].rate | r0) | \($r["drain-\($peers)peers-jq"].rate | r0) | \($r["drain-\($peers)peers-c"].rate | r0) | \($r.latency.reply_median_ms | r1) | \($r.latency.inbound_median_ms | r1) | \($r["latency-drop"].inbound_median_ms | r0) | \($r.idle.requests_per_min | r1) | \($r.idle.requests_per_min_nostream | r1) | \($r.idle.uss_kb / 1024 | r1) | \($r.idle.cpu_ms_per_60s | r1) |"' "$RESULTS")
 IDLE_STRACE=$(jq -r '.idle.strace | if . == null then "not measured (strace unavailable)" else "\(.syscalls_per_s) system calls/s (\(.by_call))" end' "$SUMMARY")
 
-# The fleet's figures come from make bench-fleet (tests/bench/fleet.sh), which
-# writes them between these markers: a run of make bench keeps them.
-FLEET_SECTION=
-if [ -f "$DOC" ] && grep -q '^<!-- fleet -->$' "$DOC"; then
-	FLEET_SECTION=$(sed -n '/^<!-- fleet -->$/,/^<!-- \/fleet -->$/p' "$DOC")
-fi
+# The fleet's figures come from make bench-fleet (tests/bench/fleet.sh), those of one
+# co-process per conversation from make bench-per (tests/bench/per-bench.sh): each
+# writes its section between markers, and a run of make bench keeps them.
+kept_section() { # NAME: the section between <!-- NAME --> and <!-- /NAME --> of $DOC
+	[ -f "$DOC" ] && grep -q "^<!-- $1 -->\$" "$DOC" &&
+		sed -n "/^<!-- $1 -->\$/,/^<!-- \/$1 -->\$/p" "$DOC"
+}
+FLEET_SECTION=$(kept_section fleet)
+PER_SECTION=$(kept_section per)
 mkdir -p "$(dirname "$DOC")"
 cat >"$DOC" <<EOF
 # Benchmarks
@@ -637,7 +640,11 @@ Idle system calls (strace, ${STRACE_SECS} s after the idle window): $IDLE_STRACE
 $PER_RUN
 
 $(cat "$SRC/tests/bench/budget.md")
+
+$(cat "$SRC/tests/bench/notes.md")
 $FLEET_SECTION
+
+$PER_SECTION
 EOF
 say "report written to $DOC"
 cp "$RESULTS" "$BUILD/bench-results.jsonl" 2>/dev/null || true
