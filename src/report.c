@@ -13,23 +13,23 @@ void report_tick(struct bridge *b, int64_t now)
 	rp->ran = true;
 	if (!log_enabled(LV_DEBUG))
 		return;
-	int waiting = inbox_queued_count(b->ib);
-	if (waiting == 0) {
+	int waiting = inbox_unfinished(b->ib);
+	if (waiting == 0 && !b->fetch.backlog) {
 		rp->backlog_since = 0;
 		return;
 	}
 	if (rp->backlog_since == 0) {
-		/* A message or two handed out at once is no backlog: say nothing
+		/* A message or two answered at once is no backlog: say nothing
 		 * until one has lasted a second. */
 		rp->backlog_since = rp->said_at = now;
 		return;
 	}
 	struct inbox_tally t = inbox_tally(b->ib);
-	if ((t.handed_out == rp->said_handed && waiting == rp->said_waiting) ||
+	if ((t.handed_out == rp->said_handed && t.answered == rp->said_answered) ||
 	    !once_per(&rp->said_at, now, LOG_PROGRESS_EVERY_MS))
 		return;
 	rp->said_handed = t.handed_out;
-	rp->said_waiting = waiting;
+	rp->said_answered = t.answered;
 	log_debug("draining: %ld handed out, %ld answered, %d waiting", t.handed_out, t.answered, waiting);
 }
 

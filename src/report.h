@@ -9,15 +9,17 @@ struct bridge;
 
 struct report {
 	bool ran;                /* the bridge got past registration: a summary is due at exit */
-	int64_t backlog_since;   /* when messages started waiting to be handed out (0: none wait) */
+	int64_t backlog_since;   /* since when messages wait (0: none) */
 	int64_t said_at;         /* when progress was last said */
 	long said_handed;        /* what it said then: handed out, */
-	int said_waiting;        /* and waiting */
+	long said_answered;      /* and answered */
 };
 
-/* Every turn of a running bridge. At -v, while messages wait to be handed out
- * for more than a second: "draining: H handed out, A answered, W waiting", at
- * most once a second (LOG_PROGRESS_EVERY_MS) and only when a count changed. */
+/* Every turn of a running bridge. At -v, once messages have been waiting for
+ * a second (fetched and not answered yet, or more pages on the platform):
+ * "draining: H handed out, A answered, W waiting" (W: fetched, not answered
+ * yet), at most once a second (LOG_PROGRESS_EVERY_MS) and only when H or A
+ * changed since the last one. */
 void report_tick(struct bridge *b, int64_t now);
 /* At exit, once the state is saved, at the info level (silenced by --quiet):
  * "exiting: H handed out, A answered, K kept for the next run, F failed", the
