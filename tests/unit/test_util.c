@@ -307,21 +307,19 @@ static void test_log_levels(void)
 	       "log levels: default writes info and warnings, no debug");
 	free(out);
 
-	log_init(1, false);
-	capture_start();
-	log_debug("d %d", 1);
-	log_trace("t %d", 1);
-	out = capture_end();
-	is_str(out, "molecule-connect: debug: d 1\n", "log levels: -v writes debug, not trace");
-	free(out);
-
-	log_init(2, false);
-	capture_start();
-	log_debug("d %d", 2);
-	log_trace("t %d", 2);
-	out = capture_end();
-	is_str(out, "molecule-connect: debug: d 2\nmolecule-connect: trace: t 2\n", "log levels: -vv writes trace too");
-	free(out);
+	static const char *const verbose_out[] = {
+		"molecule-connect: debug: d 1\n",
+		"molecule-connect: debug: d 2\nmolecule-connect: trace: t 2\n",
+	};
+	for (int v = 1; v <= 2; v++) {
+		log_init(v, false);
+		capture_start();
+		log_debug("d %d", v);
+		log_trace("t %d", v);
+		out = capture_end();
+		is_str(out, verbose_out[v - 1], v == 1 ? "log levels: -v writes debug, not trace" : "log levels: -vv writes trace too");
+		free(out);
+	}
 
 	log_init(0, false);
 	capture_start();
