@@ -18,18 +18,20 @@ count_lines() {
 	grep -Ec -- "$2" "$1" || true
 }
 
-# keep_one_handler: writes $T/some.sh, a co-process that answers every message but
-# those whose text is "skip".
+# keep_one_handler: makes $T/echo.sh (what tagged_coproc runs) a co-process that logs
+# every message line to the file named by its first argument and answers every
+# message but those whose text is "skip".
 keep_one_handler() {
-	cat >"$T/some.sh" <<-'EOF'
+	cat >"$T/echo.sh" <<-'EOF'
 		#!/bin/sh
-		exec jq -c --unbuffered 'select(.text != "skip") | {id, text: ("h:" + .text)}'
+		tee -a "$1" | jq -c --unbuffered 'select(.text != "skip") | {id, text: ("h:" + .text)}'
 	EOF
 }
 
 # summary_run TAG [OPTIONS...]: four messages from the peer, m1 to m3 and "skip"; the
-# platform refuses the reply to m1 for good, "skip" gets no answer; a --once run that
-# ends at its --drain-timeout. Sets IDS.
+# platform refuses the reply to m1 for good, "skip" gets no answer. Once the handler
+# has seen all four and the other two replies are posted, the bridge is stopped:
+# "skip" is kept for the next run. Sets IDS.
 summary_run() {
 	local tag=$1
 	shift
@@ -37,9 +39,13 @@ summary_run() {
 	IDS+=("$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"skip\"}")")
 	fault '{"endpoint":"a2a","status":404,"body":{"error":"workspace not found"},"fail_next":1}'
 	keep_one_handler
-	tagged_once "$tag" --drain-timeout 2 "$@" -- sh "$T/some.sh"
-	assert_eq "$RUN_STATUS" 0 "exit status"
+	tagged_coproc "$tag" --drain-timeout 1 "$@"
+	wait_until 20 file_lines "$T/$tag.seen" 4
+	wait_until 20 a2a_ok_posts 2
+	stop_bridge TERM
+	assert_eq "$BR_STATUS" 0 "exit status"
 	assert_eq "$(posts a2a "$WS_ID" | jq -c '[.[].status]')" '[404,200,200]' "the posts"
+	echo_handler
 }
 
 @test "-v: a line for each step of a message: received, handed out, replied, posted with status and ms" {
@@ -99,15 +105,15 @@ summary_run() {
 @test "-vv: one line per request (heartbeat, poll, reply, ack) with status, ms and bytes; never the token" {
 	local id err=$T/r1.err
 	id=$(queue_msgs "$WS_ID" "{\"from\":\"$PEER_ID\",\"text\":\"hi\"}")
-	tagged_once r1 -v -v
-	assert_eq "$RUN_STATUS" 0 "exit status"
+	tagged_coproc r1 -v -v
 	local tail=': HTTP 200, [0-9]+ ms, [0-9]+ bytes sent, [0-9]+ received$'
-	[ "$(count_lines "$err" "^molecule-connect: trace: request: POST /registry/heartbeat$tail")" -ge 1 ] ||
-		{ cat "$err"; return 1; }
-	[ "$(count_lines "$err" "^molecule-connect: trace: request: GET /workspaces/$WS_ID/activity\\?[^ ]*$tail")" -ge 1 ] ||
-		{ cat "$err"; return 1; }
-	assert_eq "$(count_lines "$err" "^molecule-connect: trace: request: POST /workspaces/$PEER_ID/a2a$tail")" 1 "the reply"
-	assert_eq "$(count_lines "$err" "^molecule-connect: trace: request: POST /workspaces/$WS_ID/activity/ack$tail")" 1 "the ack"
+	wait_until 20 grep -Eq "^molecule-connect: trace: request: POST /registry/heartbeat$tail" "$err"
+	wait_until 20 grep -Eq "^molecule-connect: trace: request: GET /workspaces/$WS_ID/activity\\?[^ ]*$tail" "$err"
+	wait_until 20 grep -Eq "^molecule-connect: trace: request: POST /workspaces/$PEER_ID/a2a$tail" "$err"
+	wait_until 20 grep -Eq "^molecule-connect: trace: request: POST /workspaces/$WS_ID/activity/ack$tail" "$err"
+	stop_bridge TERM
+	assert_eq "$BR_STATUS" 0 "exit status"
+	assert_eq "$(count_lines "$err" "^molecule-connect: trace: request: POST /workspaces/$PEER_ID/a2a")" 1 "one line for the reply"
 	# The per-message lines come too.
 	assert_eq "$(count_lines "$err" "^molecule-connect: debug: posted: reply to message $id: HTTP 200")" 1 "posted"
 	[ -n "$WS_TOKEN" ] && [ "$WS_TOKEN" != null ]
@@ -133,7 +139,7 @@ summary_run() {
 		"the refusal at -v"
 	assert_eq "$(count_lines "$err" "^molecule-connect: error: reply to message ${IDS[0]} refused for good")" 1 "the error line"
 	# The next run gets the one kept.
-	tagged_once r2 -v -- sh "$T/echo.sh" "$T/r2.seen"
+	tagged_once r2 -v
 	assert_eq "$(jq -r .id "$T/r2.seen")" "${IDS[3]}" "handed out again"
 	assert_eq "$(tail -n 1 "$T/r2.err")" \
 		"molecule-connect: info: exiting: 1 handed out, 1 answered, 0 kept for the next run, 0 failed" "the next summary"
