@@ -184,7 +184,9 @@ static void test_v2(void)
 /* The run's tally: each message counted once, whatever became of it. */
 static void test_tally(void)
 {
-	struct inbox *ib = inbox_new(OWN, fresh());
+	jv st = fresh();
+	struct inbox *ib = inbox_new(OWN, st);
+	jv_free(st);
 	is_int(inbox_add_rows(ib, rows(0, 5)), 5, "five rows queued");
 	struct message *m[5];
 	for (int i = 0; i < 4; i++) {
