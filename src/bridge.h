@@ -17,6 +17,7 @@
 #include "fetch.h"
 #include "runlimit.h"
 #include "pace.h"
+#include "report.h"
 #include "save.h"
 #include "session.h"
 #include "uploads.h"
@@ -62,6 +63,7 @@ struct bridge {
 	struct acker ack;        /* ack.c */
 	struct uploads up;       /* uploads.c */
 	struct runlimit runlimit; /* runlimit.c */
+	struct report report;    /* report.c */
 };
 
 /* Ends the run with status (enum exit_code, or a handler's own). The first

@@ -187,6 +187,8 @@ static void input_broken(struct bridge *b, struct coproc *co, int64_t now)
 void coproc_give(struct bridge *b, struct coproc *co, struct message *m, jv outs)
 {
 	int64_t now = now_ms();
+	log_debug("handed out: message %s to handler %s%s%s (pid %d)", m->id, command_name(b), co->key ? " for " : "",
+		  co->key ? co->key : "", (int)co->p.pid);
 	jv_array_foreach(outs, i, o)
 		outchan_queue_json(&co->out, o);
 	jv_free(outs);

@@ -137,9 +137,9 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 		} else {
 			outs = jv_array_append(jv_array(), jv_copy(m->line));
 		}
-		d->handed_out++;
 		if (jv_array_length(jv_copy(outs)) == 0) {
 			/* The filter dropped it: handled, nothing to say. */
+			log_debug("handed out: message %s: --filter gave nothing, so it is done", m->id);
 			jv_free(outs);
 			inbox_open(b->ib, m, now);
 			inbox_done(b->ib, m);
@@ -156,6 +156,7 @@ void dispatch_hand_out(struct bridge *b, int64_t now)
 			coproc_give(b, r.co, m, outs);
 			break;
 		case MODE_FILTER:
+			log_debug("handed out: message %s to standard output", m->id);
 			jv_array_foreach(outs, i, o)
 				outchan_queue_json(&d->out, o);
 			jv_free(outs);
@@ -270,6 +271,7 @@ void dispatch_reply(struct bridge *b, jv v)
 	}
 	int64_t now = now_ms();
 	coproc_answered(b, m);
+	log_debug("replied: line %ld answers message %s (%s)", b->dispatch.line_no, m->id, reply_kind_name(r.kind));
 	switch (r.kind) {
 	case REPLY_TEXT:
 	case REPLY_PARTS:

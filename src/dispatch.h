@@ -27,7 +27,6 @@ struct dispatch {
 	bool in_nonblock;        /* in_fd is ours and non-blocking: drain it */
 	struct linebuf lb;
 	long line_no;
-	long handed_out;
 	long bad_lines;          /* bad reply lines so far */
 	long bad_unsaid;         /* of them, not reported yet */
 	int64_t bad_said_at;     /* when the last summary was */

@@ -116,6 +116,7 @@ void exec_start(struct bridge *b, struct message *m, jv shown)
 		job_free(j);
 		return;
 	}
+	log_debug("handed out: message %s to --exec command (pid %d)", m->id, (int)j->p.pid);
 	if (j->input.len == 0)
 		child_close_stdin(&j->p);
 	j->deadline = now_ms() + (int64_t)(b->s->exec_timeout * 1000);

@@ -179,12 +179,11 @@ static bool page_back(struct bridge *b, jv rows, int64_t now)
 	p->bound = oldest;
 	p->pages_back++;
 	p->next = now;
-	if (log_enabled(LV_DEBUG) && now - p->progress_at >= 1000) {
+	if (log_enabled(LV_DEBUG) && once_per(&p->progress_at, now, LOG_PROGRESS_EVERY_MS)) {
 		/* A long backlog is read quickly: a line a second says how far. */
 		char at[TS_TEXT_MAX];
 		ts_format(oldest.at, at);
 		log_debug("replay: %ld full pages read back, now before %s", p->pages_back, at);
-		p->progress_at = now;
 	}
 	return true;
 }

@@ -239,6 +239,32 @@ static long header_number(const char *p, const char *end, long max)
 
 #define HEADER(lit) lit, sizeof lit - 1
 
+/* -vv: every request as it ends (and a stream as it opens), by method and path
+ * only: the token travels in a header, never in a path. */
+static void trace_answer(struct http_req *r, const struct http_resp *resp)
+{
+	curl_off_t us = 0, got = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
+	curl_easy_getinfo(r->easy, CURLINFO_SIZE_DOWNLOAD_T, &got);
+	char outcome[64];
+	if (resp->status)
+		snprintf(outcome, sizeof outcome, "HTTP %ld", resp->status);
+	log_msg(LV_TRACE, "request: %s %s: %s%s, %lld ms, %zu bytes sent, %lld received", r->method, r->path,
+		resp->status ? outcome : "no answer: ", resp->status ? "" : resp->error ? resp->error : "failed",
+		(long long)(us / 1000), r->body_len, (long long)got);
+}
+
+static void trace_stream_open(struct http_req *r)
+{
+	long status = 0;
+	curl_off_t us = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(r->easy, CURLINFO_STARTTRANSFER_TIME_T, &us);
+	if (status >= 200 && status < 300)
+		log_msg(LV_TRACE, "request: %s %s: HTTP %ld, stream open after %lld ms", r->method, r->path, status,
+			(long long)(us / 1000));
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
 	struct http_req *r = userp;
@@ -266,6 +292,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
 		r->rate.reset_s = header_number(v, end, 86400);
 	} else if ((len == 2 && data[0] == '\r') || (len == 1 && data[0] == '\n')) {
 		/* The end of the headers: a stream's come long before its end. */
+		if (r->stream && log_enabled(LV_TRACE))
+			trace_stream_open(r);
 		if (r->rate_seen && r->h->rate_fn) {
 			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->rate.status);
 			r->h->rate_fn(r->h->rate_ctx, &r->rate);
@@ -478,6 +506,8 @@ static void finish(struct http *h, struct http_req *r, CURLcode cc)
 		describe_redirect(r);
 		resp.error = r->redirect;
 	}
+	if (log_enabled(LV_TRACE))
+		trace_answer(r, &resp);
 	curl_multi_remove_handle(h->multi, r->easy);
 	if (h->nspare < EASY_SPARE)
 		h->spare[h->nspare++] = r->easy;

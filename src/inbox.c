@@ -258,6 +258,8 @@ static bool add_row(struct inbox *ib, const char *id, const struct row_key *key,
 		m->upload_wait = true;
 		ib->uploads_waiting++;
 	}
+	log_debug("received: message %s from %s%s%s", m->id, m->source_id ? "peer " : "the canvas",
+		  m->source_id ? m->source_id : "", kind == ROW_UPLOAD ? " (an upload: its file is fetched first)" : "");
 	return true;
 }
 
@@ -388,7 +390,8 @@ void inbox_open(struct inbox *ib, struct message *m, int64_t now)
 	}
 	m->state = MSG_OPEN;
 	m->opened_at = now;
-	m->handouts++;
+	if (m->handouts++ == 0)
+		ib->handed_count++;
 }
 
 void inbox_answer(struct inbox *ib, struct message *m, char *path, char *body)
@@ -440,6 +443,13 @@ void inbox_done(struct inbox *ib, struct message *m)
 {
 	finish(ib, m);
 	advance(ib);
+}
+
+void inbox_failed(struct inbox *ib, struct message *m)
+{
+	if (m->handouts > 0 && m->state != MSG_DONE)
+		ib->failed_count++;
+	inbox_done(ib, m);
 }
 
 void inbox_requeue(struct inbox *ib, struct message *m, int64_t not_before)
@@ -505,7 +515,14 @@ int inbox_unanswered(const struct inbox *ib)
 }
 int inbox_uploads_waiting(const struct inbox *ib) { return ib->uploads_waiting; }
 long inbox_done_count(const struct inbox *ib) { return ib->done_count; }
+
+struct inbox_tally inbox_tally(const struct inbox *ib)
+{
+	long failed = ib->failed_count;
+	return (struct inbox_tally){ ib->handed_count, ib->done_count - failed, inbox_in_play(ib), failed };
+}
 int inbox_open_count(const struct inbox *ib) { return ib->n_open; }
+int inbox_queued_count(const struct inbox *ib) { return ib->n_queued; }
 int inbox_handed_count(const struct inbox *ib) { return ib->n_open - ib->n_answered; }
 bool inbox_kept_released(const struct inbox *ib) { return ib->kept_released; }
 void inbox_fetch_complete(struct inbox *ib) { ib->kept_released = true; }

@@ -87,6 +87,8 @@ void inbox_open(struct inbox *ib, struct message *m, int64_t now);
 /* Takes path and body (allocated). */
 void inbox_answer(struct inbox *ib, struct message *m, char *path, char *body);
 void inbox_done(struct inbox *ib, struct message *m);
+/* Done, because its reply was refused for good: counted as failed. */
+void inbox_failed(struct inbox *ib, struct message *m);
 /* Hand it out again at not_before. */
 void inbox_requeue(struct inbox *ib, struct message *m, int64_t not_before);
 /* Every OPEN message goes back to QUEUED (the handler was restarted). */
@@ -127,6 +129,17 @@ int inbox_unanswered(const struct inbox *ib);
 /* Messages handed out in this run and done since (answered and posted,
  * acknowledged, or dropped by --filter): what --max-messages counts. */
 long inbox_done_count(const struct inbox *ib);
+/* What became of the messages handed out in this run, each counted once:
+ * handed_out = answered + kept + failed. */
+struct inbox_tally {
+	long handed_out;
+	long answered;  /* done: reply posted, acknowledged, or dropped by --filter */
+	long kept;      /* not done: no answer yet, or its reply not posted (kept in the state file) */
+	long failed;    /* done: its reply refused for good by the platform, dropped */
+};
+struct inbox_tally inbox_tally(const struct inbox *ib);
+/* Messages queued and not handed out yet (a backlog waiting). */
+int inbox_queued_count(const struct inbox *ib);
 /* The oldest message handed out and not done, or NULL: the heartbeat's current task. */
 struct message *inbox_oldest_active(struct inbox *ib);
 

@@ -40,7 +40,9 @@ struct inbox {
 	bool dirty;                  /* something the state file holds has changed */
 	int unsaved_replies;         /* replies read, not posted, not in the state file yet */
 	int uploads_waiting;         /* messages waiting for their file */
+	long handed_count;           /* handed out in this run (each message once) */
 	long done_count;             /* handed out in this run and done */
+	long failed_count;           /* of those, done because their reply was refused for good */
 	int64_t state_ack;           /* the seq to acknowledge as of the last inbox_state (-1: none) */
 };
 

@@ -35,8 +35,10 @@ void log_init(int verbosity, bool json)
 		max_level = LV_ERROR;
 	else if (verbosity == 0)
 		max_level = LV_INFO;
-	else
+	else if (verbosity == 1)
 		max_level = LV_DEBUG;
+	else
+		max_level = LV_TRACE;
 	json_format = json;
 }
 
@@ -69,6 +71,7 @@ static const char *level_name(enum log_level lv)
 	case LV_WARN: return "warning";
 	case LV_INFO: return "info";
 	case LV_DEBUG: return "debug";
+	case LV_TRACE: return "trace";
 	}
 	return "info";
 }
@@ -164,6 +167,37 @@ static void write_line(const char *p, size_t len)
 	}
 }
 
+/* Writes msg (freed) as one line at lv; fields (an object, consumed) are added
+ * to a JSON line and left out of a text one. */
+static void emit(enum log_level lv, char *msg, jv fields)
+{
+	/* Redact before anything else touches the text, so no escaping or
+	 * truncation can split a secret into pieces that no longer match. */
+	msg = redact(msg);
+	truncate_message(msg);
+	size_t len = strlen(msg);
+	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+		msg[--len] = '\0';
+
+	struct buf line = {0};
+	if (json_format) {
+		jv o = json_line(lv);
+		o = jv_object_set(o, jv_string("msg"), jv_string(msg));
+		json_write(&line, jv_object_merge(o, fields));
+	} else {
+		jv_free(fields);
+		const char *name = level_name(lv);
+		buf_append(&line, PROG ": ", strlen(PROG ": "));
+		buf_append(&line, name, strlen(name));
+		buf_append(&line, ": ", 2);
+		append_escaped(&line, msg);
+	}
+	buf_append(&line, "\n", 1);
+	write_line(line.p, line.len);
+	buf_free(&line);
+	free(msg);
+}
+
 static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
@@ -179,33 +213,25 @@ static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
 		vsnprintf(msg, (size_t)n + 1, fmt, ap2);
 	}
 	va_end(ap2);
+	emit(lv, msg, jv_object());
+}
 
-	/* Redact before anything else touches the text, so no escaping or
-	 * truncation can split a secret into pieces that no longer match. */
-	msg = redact(msg);
-	truncate_message(msg);
-	size_t len = strlen(msg);
-	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
-		msg[--len] = '\0';
-
-	struct buf line = {0};
-	if (json_format) {
-		jv o = json_line(lv);
-		o = jv_object_set(o, jv_string("msg"), jv_string(msg));
-		jv dumped = jv_dump_string(o, 0);
-		buf_append(&line, jv_string_value(dumped), (size_t)jv_string_length_bytes(jv_copy(dumped)));
-		jv_free(dumped);
-	} else {
-		const char *name = level_name(lv);
-		buf_append(&line, PROG ": ", strlen(PROG ": "));
-		buf_append(&line, name, strlen(name));
-		buf_append(&line, ": ", 2);
-		append_escaped(&line, msg);
+void log_counts(enum log_level lv, const char *head, const struct log_count *counts, size_t n)
+{
+	if (!log_enabled(lv))
+		return;
+	int saved = errno;
+	struct buf text = {0};
+	jv fields = jv_object();
+	buf_append(&text, head, strlen(head));
+	for (size_t i = 0; i < n; i++) {
+		char *part = xasprintf("%s%ld %s", i ? ", " : ": ", counts[i].value, counts[i].label);
+		buf_append(&text, part, strlen(part));
+		free(part);
+		fields = jv_object_set(fields, jv_string(counts[i].key), jv_number((double)counts[i].value));
 	}
-	buf_append(&line, "\n", 1);
-	write_line(line.p, line.len);
-	buf_free(&line);
-	free(msg);
+	emit(lv, text.p ? text.p : xstrdup(""), fields);
+	errno = saved;
 }
 
 void log_handler(const char *handler, long pid, const char *conversation, const char *line, size_t len)

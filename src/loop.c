@@ -18,6 +18,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "outbox.h"
+#include "report.h"
 #include "route.h"
 #include "runlimit.h"
 #include "state.h"
@@ -173,6 +174,7 @@ static void teardown(struct bridge *b)
 	child_linger_end();
 	if (b->h)
 		save_now(b);
+	report_summary(b);
 	uploads_stop(b);
 	outbox_free(b->ob);
 	events_free(b);
@@ -202,6 +204,7 @@ static void run_timers(struct bridge *b, int64_t now)
 		fetch_tick(b, now);
 		uploads_tick(b, now);
 		dispatch_hand_out(b, now);
+		report_tick(b, now);
 	}
 	if (b->phase == PH_DRAIN) {
 		session_tick(b, now);

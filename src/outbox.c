@@ -234,13 +234,6 @@ static bool post_retry(const struct http_resp *r)
 	return v == POST_RETRY || v == POST_UNAUTHORIZED;
 }
 
-static void post_failed(void *ctx, const struct http_resp *r)
-{
-	struct post_ctx *pc = ctx;
-	pc->retried = true;
-	stall_note(pc->ob, pc->m->source_id, r);
-}
-
 /* "reply to message <row id>" or "message <id> to <destination>", for log lines. */
 static char *post_name(const struct message *m)
 {
@@ -250,6 +243,26 @@ static char *post_name(const struct message *m)
 	char *out = xasprintf("message %s to %s", m->id, name);
 	free(name);
 	return out;
+}
+
+/* -v: one line for each attempt that failed and for the post that settled. */
+static void log_attempt(const struct post_ctx *pc, const char *what, const struct http_resp *r)
+{
+	if (!log_enabled(LV_DEBUG))
+		return;
+	char *name = post_name(pc->m);
+	char *why = platform_describe(r);
+	log_debug("%s: %s: %s, %lld ms, attempt %d", what, name, why, (long long)(now_ms() - pc->started), r->attempts);
+	free(why);
+	free(name);
+}
+
+static void post_failed(void *ctx, const struct http_resp *r)
+{
+	struct post_ctx *pc = ctx;
+	pc->retried = true;
+	log_attempt(pc, "post failed, trying again", r);
+	stall_note(pc->ob, pc->m->source_id, r);
 }
 
 /* A refusal for good: said once per post, but once for as long as the owner
@@ -274,12 +287,13 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	struct post_ctx *pc = ctx;
 	struct outbox *ob = pc->ob;
 	struct message *m = pc->m;
+	enum post_verdict v = platform_post_verdict(r);
+	bool ok = v == POST_DELIVERED;
+	log_attempt(pc, ok ? "posted" : "post refused", r);
 	post_unlink(ob, pc);
 	free(pc->key);
 	free(pc);
 	ob->changed = true;
-	enum post_verdict v = platform_post_verdict(r);
-	bool ok = v == POST_DELIVERED;
 	char *why = ok ? NULL : platform_describe(r);
 	char id[UUID_LEN + 1];
 	memcpy(id, m->id, sizeof id);
@@ -292,6 +306,8 @@ static void on_posted(void *ctx, const struct http_resp *r)
 	}
 	if (m->orphan)
 		inbox_orphan_done(ob->ib, m);
+	else if (!ok)
+		inbox_failed(ob->ib, m);
 	else
 		inbox_done(ob->ib, m);
 	if (ob->fn)

@@ -176,3 +176,16 @@ void reply_free(struct reply *r)
 	r->to = r->context_id = NULL;
 	r->parts = jv_null();
 }
+
+const char *reply_kind_name(enum reply_kind kind)
+{
+	switch (kind) {
+	case REPLY_TEXT: return "a text reply";
+	case REPLY_PARTS: return "a reply with parts";
+	case REPLY_ACK: return "done, no reply";
+	case REPLY_ERROR: return "an error reply";
+	case REPLY_RETRY: return "hand it out again";
+	case REPLY_SEND: return "a new message";
+	}
+	return "a reply";
+}

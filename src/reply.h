@@ -36,5 +36,7 @@ struct reply {
  * "error" or "retry". */
 int reply_parse(jv v, struct reply *out, char **err);
 void reply_free(struct reply *r);
+/* What a reply of this kind asks for, in a few words, for log lines. */
+const char *reply_kind_name(enum reply_kind kind);
 
 #endif

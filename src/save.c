@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "ack.h"
 #include "bridge.h"
@@ -64,6 +65,15 @@ static void save(struct bridge *b, bool force)
 		return;
 	}
 	int64_t seq = inbox_saved(b->ib);
+	/* The cursor written is the one inbox_state took: nothing ran since. */
+	const char *cursor = inbox_cursor(b->ib);
+	if (strcmp(cursor, sv->cursor) != 0) {
+		if (seq >= 0)
+			log_debug("saved: the cursor is at activity row %s, done up to seq %lld", cursor, (long long)seq);
+		else
+			log_debug("saved: the cursor is at activity row %s", cursor);
+		memcpy(sv->cursor, cursor, sizeof sv->cursor);
+	}
 	if (sv->failures) {
 		char *path = xasprintf("%s/%s.json", b->s->state_dir, b->s->workspace_id);
 		log_info("state file %s writable again after %d failed saves: the cursor on disk is current", path,

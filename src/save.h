@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include "util.h"
 
 struct bridge;
 
@@ -23,6 +24,7 @@ struct saver {
 	int failures;            /* failed saves in a row */
 	int64_t retry_at;        /* after a failed save, not again before this */
 	int64_t warned;          /* when a failed save was last reported */
+	char cursor[UUID_LEN + 1]; /* the cursor the last successful save wrote ("" before one) */
 };
 
 /* When the next save is due (now_ms() terms), or -1 for none, given whether

@@ -221,6 +221,14 @@ int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool once_per(int64_t *last_at, int64_t now, int64_t period_ms)
+{
+	if (now - *last_at < period_ms)
+		return false;
+	*last_at = now;
+	return true;
+}
+
 int64_t wait_min(int64_t a, int64_t b)
 {
 	return a < 0 ? b : (b < 0 ? a : (a < b ? a : b));

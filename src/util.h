@@ -28,6 +28,9 @@ bool uuid_name(const char *ns, const char *name, char out[UUID_LEN + 1]);
 int64_t now_ms(void);
 /* The shorter of two waits in milliseconds, where a negative one means "none". */
 int64_t wait_min(int64_t a, int64_t b);
+/* For lines said at most once per period_ms: true (and *last_at set to now)
+ * when period_ms has passed since *last_at. */
+bool once_per(int64_t *last_at, int64_t now, int64_t period_ms);
 /* Backoff for attempt n (1-based): min(cap, base * 2^(n-1)) with +-25% jitter. */
 int64_t backoff_ms(int attempt, int64_t base, int64_t cap);
 /* The poll(2) events of one descriptor that are ready now, without waiting. */

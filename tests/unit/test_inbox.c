@@ -181,6 +181,38 @@ static void test_v2(void)
 	jv_free(st);
 }
 
+/* The run's tally: each message counted once, whatever became of it. */
+static void test_tally(void)
+{
+	jv st = fresh();
+	struct inbox *ib = inbox_new(OWN, st);
+	jv_free(st);
+	is_int(inbox_add_rows(ib, rows(0, 5)), 5, "five rows queued");
+	struct message *m[5];
+	for (int i = 0; i < 4; i++) {
+		m[i] = inbox_next_queued(ib, 0);
+		inbox_open(ib, m[i], 0);
+	}
+	struct inbox_tally t = inbox_tally(ib);
+	ok(t.handed_out == 4 && t.answered == 0 && t.kept == 4 && t.failed == 0, "four handed out, all kept so far");
+	inbox_requeue(ib, m[3], 0);
+	ok(inbox_next_queued(ib, 0) == m[3], "one put back to be handed out again");
+	inbox_open(ib, m[3], 0);
+	is_int(inbox_tally(ib).handed_out, 4, "handed out again: still counted once");
+	inbox_answer(ib, m[0], strdup("/p"), strdup("{}"));
+	inbox_done(ib, m[0]);
+	inbox_done(ib, m[1]);
+	inbox_answer(ib, m[2], strdup("/p"), strdup("{}"));
+	inbox_failed(ib, m[2]);
+	inbox_answer(ib, m[3], strdup("/p"), strdup("{}"));
+	t = inbox_tally(ib);
+	ok(t.handed_out == 4 && t.answered == 2 && t.kept == 1 && t.failed == 1,
+	   "posted and acknowledged answered, refused failed, a reply not posted kept (%ld %ld %ld %ld)", t.handed_out,
+	   t.answered, t.kept, t.failed);
+	is_int(inbox_queued_count(ib), 1, "the fifth still waits");
+	inbox_free(ib);
+}
+
 int main(void)
 {
 	char b1[512];
@@ -282,6 +314,7 @@ int main(void)
 	jv_free(st);
 
 	test_v2();
+	test_tally();
 
 	/* Bodies. */
 	char *hb = platform_heartbeat_body(OWN, &(struct heartbeat_info){ .uptime_seconds = 3, .active_tasks = 2, .error_rate = 0.5, .current_task = "x" });

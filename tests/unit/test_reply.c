@@ -500,8 +500,21 @@ static void test_capped_runs(void)
 	jqprog_free(p);
 }
 
+static void test_kind_names(void)
+{
+	const enum reply_kind kinds[] = { REPLY_TEXT, REPLY_PARTS, REPLY_ACK, REPLY_ERROR, REPLY_RETRY, REPLY_SEND };
+	size_t n = sizeof kinds / sizeof kinds[0];
+	bool distinct = true;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			distinct = distinct && strcmp(reply_kind_name(kinds[i]), reply_kind_name(kinds[j])) != 0;
+	ok(distinct, "each kind of reply has a name of its own for log lines");
+	is_str(reply_kind_name(REPLY_ACK), "done, no reply", "an acknowledgement");
+}
+
 int main(void)
 {
+	test_kind_names();
 	test_linebuf();
 	test_reply_parse();
 	test_new_messages();

@@ -307,12 +307,19 @@ static void test_log_levels(void)
 	       "log levels: default writes info and warnings, no debug");
 	free(out);
 
-	log_init(2, false);
-	capture_start();
-	log_debug("d %d", 1);
-	out = capture_end();
-	is_str(out, "molecule-connect: debug: d 1\n", "log levels: -v writes debug");
-	free(out);
+	static const char *const verbose_out[] = {
+		"molecule-connect: debug: d 1\n",
+		"molecule-connect: debug: d 2\nmolecule-connect: trace: t 2\n",
+	};
+	for (int v = 1; v <= 2; v++) {
+		log_init(v, false);
+		capture_start();
+		log_debug("d %d", v);
+		log_trace("t %d", v);
+		out = capture_end();
+		is_str(out, verbose_out[v - 1], v == 1 ? "log levels: -v writes debug, not trace" : "log levels: -vv writes trace too");
+		free(out);
+	}
 
 	log_init(0, false);
 	capture_start();
@@ -321,6 +328,47 @@ static void test_log_levels(void)
 	int e = errno;
 	free(capture_end());
 	is_int(e, ENOSPC, "log: errno preserved across a log call");
+}
+
+static void test_log_counts(void)
+{
+	const struct log_count counts[] = {
+		{ .key = "handed_out", .label = "handed out", .value = 12 },
+		{ .key = "kept", .label = "kept for later", .value = 0 },
+	};
+	log_init(0, false);
+	capture_start();
+	log_counts(LV_INFO, "done", counts, 2);
+	log_counts(LV_DEBUG, "hidden", counts, 2);
+	char *out = capture_end();
+	is_str(out, "molecule-connect: info: done: 12 handed out, 0 kept for later\n", "log counts: text, one line");
+	free(out);
+
+	log_init(0, true);
+	capture_start();
+	log_counts(LV_INFO, "done", counts, 2);
+	out = capture_end();
+	jv v = jv_parse_sized(out, (int)strlen(out));
+	jv msg = json_field(v, "msg"), handed = json_field(v, "handed_out"), kept = json_field(v, "kept");
+	ok(jv_get_kind(msg) == JV_KIND_STRING && strcmp(jv_string_value(msg), "done: 12 handed out, 0 kept for later") == 0,
+	   "log counts: json msg is the text");
+	ok(jv_get_kind(handed) == JV_KIND_NUMBER && jv_number_value(handed) == 12 && jv_get_kind(kept) == JV_KIND_NUMBER &&
+		   jv_number_value(kept) == 0,
+	   "log counts: json fields are numbers (%s)", out);
+	jv_free(msg);
+	jv_free(handed);
+	jv_free(kept);
+	jv_free(v);
+	free(out);
+	log_init(0, false);
+}
+
+static void test_once_per(void)
+{
+	int64_t last = 0;
+	ok(once_per(&last, 5000, 1000) && last == 5000, "once_per: due at first");
+	ok(!once_per(&last, 5999, 1000) && last == 5000, "once_per: not again within the period");
+	ok(once_per(&last, 6000, 1000) && last == 6000, "once_per: again once the period passed");
 }
 
 static void test_fatal(void)
@@ -385,6 +433,8 @@ int main(void)
 	test_log_text();
 	test_log_json();
 	test_log_levels();
+	test_log_counts();
+	test_once_per();
 	test_fatal();
 	return done_testing();
 }
