@@ -515,7 +515,6 @@ int inbox_unanswered(const struct inbox *ib)
 }
 int inbox_uploads_waiting(const struct inbox *ib) { return ib->uploads_waiting; }
 long inbox_done_count(const struct inbox *ib) { return ib->done_count; }
-
 struct inbox_tally inbox_tally(const struct inbox *ib)
 {
 	long failed = ib->failed_count;
