@@ -98,6 +98,11 @@ int64_t pace_period_for(double interval, double idle_interval, bool stream_trust
 	return ms < PACE_PERIOD_MAX_MS ? (int64_t)ms : PACE_PERIOD_MAX_MS;
 }
 
+double pace_pressure_for(double now, double at_start)
+{
+	return now > at_start ? now : at_start;
+}
+
 /* ---- the running bridge ----------------------------------------------- */
 
 static void on_rate(void *ctx, const struct http_rate *s)
@@ -117,7 +122,8 @@ static int64_t timer_period(struct bridge *b, int64_t now)
 {
 	int64_t quiet_ms = (int64_t)(b->s->idle_interval * 1000 * PACE_QUIET_INTERVALS);
 	return pace_period_for(b->s->interval, b->s->idle_interval, events_trusted(b),
-			       now - b->pace.last_activity >= quiet_ms, rate_pressure(&b->pace.rate, now));
+			       now - b->pace.last_activity >= quiet_ms,
+			       pace_pressure_for(rate_pressure(&b->pace.rate, now), b->pace.start_pressure));
 }
 
 static int64_t later(int64_t a, int64_t b)
@@ -157,6 +163,7 @@ void pace_poll_started(struct bridge *b, int64_t now)
 	struct pace *pc = &b->pace;
 	events_poll_started(b, b->fetch.next == pc->timer_next, pc->last_start);
 	pc->last_start = now;
+	pc->start_pressure = rate_pressure(&pc->rate, now);
 	/* The timer's own mark: the period is worked out when it is read. */
 	b->fetch.next = pc->timer_next = now + timer_period(b, now);
 }

@@ -53,6 +53,9 @@ double rate_pressure(const struct rate_est *e, int64_t now);
  * figure the platform gave is at half of it. */
 int64_t rate_hold_until(const struct rate_est *e, int64_t now, bool work);
 
+/* The pressure a timer poll waits under: what the budget says now, or what it
+ * said when the last poll started if that was more (see pace_poll_at). */
+double pace_pressure_for(double now, double at_start);
 /* The timer's period in ms: --interval, --idle-interval once quiet (never below
  * --interval), --interval x PACE_SAFETY_FACTOR while the event stream is
  * trusted; times pressure, at most PACE_PERIOD_MAX_MS. */
@@ -64,12 +67,15 @@ struct pace {
 	int64_t timer_next;       /* fetch.next as the timer set it: still equal, the next poll is the timer's */
 	int64_t last_activity;    /* a message came or a reply was posted */
 	double jitter;            /* 0..1: this bridge's place in the spread after a window's end */
+	double start_pressure;    /* the budget's pressure when the last poll started */
 };
 
 void pace_init(struct bridge *b);
 /* When the next poll may start (now_ms() terms). A timer poll follows the last
  * by the current period, whatever changed since (the stream, a message, the
- * budget); a poll for known work (an event, a full page, a retry) is due when
+ * budget rising); pressure that eases shortens only the periods after the
+ * next poll, so that a fleet sharing the budget does not poll all at once the
+ * moment it eases (each poll waits out the pressure it started under); a poll for known work (an event, a full page, a retry) is due when
  * fetch.next says, coalesced under pressure. Both wait while the budget is at
  * its floor, and the first poll waits for the event stream's first connection,
  * which brings its own poll. */

@@ -173,6 +173,7 @@ RESULT=$(jq -n --slurpfile reqs "$WORK/requests.json" --slurpfile replies "$WORK
 	 requests: ($r | length),
 	 status_429: ([$r[] | select(.status == 429)] | length),
 	 status_429_idle: ([$r[] | select(.status == 429 and .t_ms >= $i0 and .t_ms < $m0)] | length),
+	 busiest_window: ([$r[].t_ms] | .[0] as $first | map((. - $first) / 60000 | floor) | group_by(.) | map(length) | max),
 	 req_per_min_idle: (([$r[] | select(.t_ms >= $i0 and .t_ms < $i1)] | length) * 60000 / ($i1 - $i0)),
 	 req_per_min_busy: (([$r[] | select(.t_ms >= $m0 and .t_ms < $m1)] | length) * 60000 / ($m1 - $m0)),
 	 lat_median_ms: ($lat | median), lat_p90_ms: ($lat | pct(0.9)), lat_p99_ms: ($lat | pct(0.99)),
@@ -184,7 +185,7 @@ RESULT=$(jq -n --slurpfile reqs "$WORK/requests.json" --slurpfile replies "$WORK
 	 busy_cpu_ms_per_min: ($busy_cpu | median * 60000 / ($m1 - $m0))}') || die "cannot compute the figures"
 echo "$RESULT" >"$BUILD/bench-fleet.json"
 
-TABLE=$(jq -r '
+TABLE=$(jq -r --argjson limit "$LIMIT" '
 	def r1: if . == null then "?" else (. * 10 | round / 10 | tostring) end;
 	def mib: if . == null then "?" else (. / 1024 * 10 | round / 10 | tostring) + " MiB" end;
 	def ok(c): if c then "yes" else "**no**" end;
@@ -193,7 +194,8 @@ TABLE=$(jq -r '
 	"| Messages lost (queued, never answered) | \(.lost) of \(.messages) (\(.handed_out) handed out, \(.answered) answered; \(.alive) of \(.bridges) bridges alive at the end) | 0 | \(ok(.lost == 0)) |",
 	"| 429 answers | \(.status_429) (\(.status_429_idle) while idle) of \(.requests) requests | 0 | \(ok(.status_429 == 0)) |",
 	"| Inbound latency, queued → handler stdin | median \(.lat_median_ms | r1) ms, p90 \(.lat_p90_ms | r1) ms, p99 \(.lat_p99_ms | r1) ms, max \(.lat_max_ms | r1) ms | median ≤ 50 ms | \(ok(.lat_median_ms != null and .lat_median_ms <= 50)) |",
-	"| Requests a minute, the whole fleet: idle / with the messages | \(.req_per_min_idle | r1) / \(.req_per_min_busy | r1) | ≤ the budget | \(ok(.req_per_min_busy <= 600 and .req_per_min_idle <= 600)) |",
+	"| Requests in the busiest of the platform's one-minute windows (fixed, from the first request) | \(.busiest_window) | ≤ \($limit) | \(ok(.busiest_window <= $limit)) |",
+	"| Requests a minute, the whole fleet, averaged: idle / with the messages | \(.req_per_min_idle | r1) / \(.req_per_min_busy | r1) | | |",
 	"| Memory per bridge (median): VmRSS / PSS / USS | \(.rss_kb_median | mib) / \(.pss_kb_median | mib) / \(.uss_kb_median | mib) | USS ≤ 2 MiB | \(ok(.uss_kb_median <= 2048)) |",
 	"| Memory, all \(.bridges) bridges: VmRSS / PSS / USS | \(.rss_kb_total | mib) / \(.pss_kb_total | mib) / \(.uss_kb_total | mib) | | |",
 	"| CPU per bridge (median), per minute: idle / with the messages | \(.idle_cpu_ms_per_min | r1) ms / \(.busy_cpu_ms_per_min | r1) ms | idle ≤ 5 ms | \(ok(.idle_cpu_ms_per_min <= 5)) |"

@@ -21,6 +21,9 @@ static void test_period(void)
 	is_int(pace_period_for(1, 5, true, false, 2.5), 25000, "pressure stretches the period");
 	is_int(pace_period_for(0.05, 5, false, false, 0.3), 50, "pressure never shortens it");
 	is_int(pace_period_for(3600, 3600, true, false, 60), PACE_PERIOD_MAX_MS, "never beyond an hour");
+	ok(pace_pressure_for(3, 1) == 3, "pressure that rose since the last poll stretches the wait at once");
+	ok(pace_pressure_for(1, 3) == 3, "pressure that eased shortens only the wait after the next poll");
+	ok(pace_pressure_for(1, 0) == 1, "before any poll: the pressure now");
 }
 
 static void test_unknown(void)
