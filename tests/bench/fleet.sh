@@ -194,7 +194,7 @@ TABLE=$(jq -r --argjson limit "$LIMIT" '
 	"| Messages lost (queued, never answered) | \(.lost) of \(.messages) (\(.handed_out) handed out, \(.answered) answered; \(.alive) of \(.bridges) bridges alive at the end) | 0 | \(ok(.lost == 0)) |",
 	"| 429 answers | \(.status_429) (\(.status_429_idle) while idle) of \(.requests) requests | 0 | \(ok(.status_429 == 0)) |",
 	"| Inbound latency, queued → handler stdin | median \(.lat_median_ms | r1) ms, p90 \(.lat_p90_ms | r1) ms, p99 \(.lat_p99_ms | r1) ms, max \(.lat_max_ms | r1) ms | median ≤ 50 ms | \(ok(.lat_median_ms != null and .lat_median_ms <= 50)) |",
-	"| Requests in the busiest of the platform's one-minute windows (fixed, from the first request) | \(.busiest_window) | ≤ \($limit) | \(ok(.busiest_window <= $limit)) |",
+	"| Requests in the busiest of the platform’s one-minute windows (fixed, from the first request) | \(.busiest_window) | ≤ \($limit) | \(ok(.busiest_window <= $limit)) |",
 	"| Requests a minute, the whole fleet, averaged: idle / with the messages | \(.req_per_min_idle | r1) / \(.req_per_min_busy | r1) | | |",
 	"| Memory per bridge (median): VmRSS / PSS / USS | \(.rss_kb_median | mib) / \(.pss_kb_median | mib) / \(.uss_kb_median | mib) | USS ≤ 2 MiB | \(ok(.uss_kb_median <= 2048)) |",
 	"| Memory, all \(.bridges) bridges: VmRSS / PSS / USS | \(.rss_kb_total | mib) / \(.pss_kb_total | mib) / \(.uss_kb_total | mib) | | |",
