@@ -479,11 +479,11 @@ static void visit(struct outbox *ob, struct message *m)
 	d->blocked = true;
 }
 
-void outbox_pump(struct outbox *ob)
+bool outbox_pump(struct outbox *ob)
 {
 	stalls_report(ob);
 	if (!ob->changed)
-		return;
+		return false;
 	ob->changed = false;
 	inbox_adopt_kept(ob->ib);
 	survey(ob);
@@ -495,4 +495,5 @@ void outbox_pump(struct outbox *ob)
 		if (!m->outbound)
 			visit(ob, m);
 	count_prompt(ob);
+	return true;
 }

@@ -34,8 +34,8 @@ void outbox_set_timing(struct outbox *ob, long post_timeout_ms, int64_t stall_wa
 struct message *outbox_new_message(struct outbox *ob, const char *own_id, const char *to, jv parts,
 				   const char *context_id, char **err);
 /* Starts every post whose turn has come; reports destinations that cannot be
- * reached. Cheap when nothing changed. */
-void outbox_pump(struct outbox *ob);
+ * reached. Cheap when nothing changed; false then. */
+bool outbox_pump(struct outbox *ob);
 /* Something in the inbox changed: the next pump looks again. */
 void outbox_touch(struct outbox *ob);
 /* Posts that can go in this run and are not settled (in flight, waiting to
