@@ -560,7 +560,7 @@ TABLE=$(jq -r --argjson interval "$INTERVAL" --argjson n "$DRAIN_N" --argjson pe
 	"| Memory idle (after 5 s): VmRSS / PSS / USS (private) | \($s.idle.rss_kb | mib) / \($s.idle.pss_kb | mib) / \($s.idle.uss_kb | mib) | | USS ≤ 2 MiB | \(ok($s.idle.uss_kb <= 2048)) |",
 	"| … floor: a process that only loads libcurl and libjq and makes one request: VmRSS / PSS / USS | \($s.idle.floor_rss_kb | mib) / \($s.idle.floor_pss_kb | mib) / \($s.idle.floor_uss_kb | mib) | | | |",
 	(if $s.idle.floor_uss_kb == null then null else $s.idle.uss_kb - $s.idle.floor_uss_kb end) as $own |
-	"| … what the bridge adds: idle USS above that floor | \($own | mib) | | | |",
+	"| … what the bridge adds: idle USS above that floor (medians; a few kB either way is noise) | \(if $own == null then "?" else "\($own) kB" end) | | | |",
 	"| RSS at the end of the \($n | count_name) drain, 1 peer, jq: VmRSS / VmHWM (anonymous) | \($s["drain-1peer-jq"].rss_kb | mib) / \($s["drain-1peer-jq"].hwm_kb | mib) (\($s["drain-1peer-jq"].anon_kb | mib)) | | ≤ 16 MiB | \(ok($s["drain-1peer-jq"].hwm_kb <= 16384)) |",
 	"| CPU idle, per 60 s | \($s.idle.cpu_ms_per_60s | r1) ms | | ≤ 5 ms | \(ok($s.idle.cpu_ms_per_60s <= 5)) |",
 	"| Wake-ups idle (voluntary context switches) | \($s.idle.wakeups_per_s | r2) /s | | | |",
