@@ -52,7 +52,10 @@ faults_requests_since() {
 faults_row() {
 	printf '{"id":"%s","workspace_id":"%s","activity_type":"a2a_receive","source_id":"%s",' "$1" "$WS_ID" "$2"
 	printf '"target_id":"%s","method":"message/send","summary":null,"duration_ms":null,' "$WS_ID"
-	printf '"status":"ok","error_detail":null,"created_at":"%s",' "$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)"
+	# Microseconds, as the platform writes them: a row stamped in the same second as
+	# the last done message but without its fraction would sort before it, and the
+	# bridge passes over rows below the last done one without a word.
+	printf '"status":"ok","error_detail":null,"created_at":"%s",' "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)"
 	printf '"request_body":{"jsonrpc":"2.0","id":"1","method":"message/send","params":{"message":'
 	printf '{"role":"user","messageId":"m","parts":[{"kind":"text","text":"evil"}]}}}}'
 }
